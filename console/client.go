@@ -53,8 +53,12 @@ func (c *Client) Do(line string) ([]string, error) {
 			}
 			return body, err
 		}
+		// Body lines end in "\n" and the final line in "\r\n", so a
+		// body line that reads "OK" (a service named OK) is not the end.
+		final := strings.HasSuffix(l, "\r\n")
 		l = strings.TrimRight(l, "\r\n")
 		switch {
+		case !final:
 		case l == "OK":
 			return body, nil
 		case strings.HasPrefix(l, "ERROR: "):
