@@ -1,0 +1,186 @@
+// Command cfkd is the ControlFreak daemon: it supervises services declared
+// in its command language, read from a config file (-c) and from its
+// management socket (driven by cfkctl).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/controlfreak-go/cfk/console"
+	"github.com/controlfreak-go/cfk/eventlog"
+	"github.com/controlfreak-go/cfk/supervisor"
+)
+
+type options struct {
+	home    string
+	address string
+	daemon  bool
+	trap    bool
+	config  string
+}
+
+func main() {
+	var o options
+	cmd := &cobra.Command{
+		Use:           "cfkd",
+		Short:         "ControlFreak daemon: supervise services and share their sockets",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       supervisor.Version,
+		RunE:          func(_ *cobra.Command, _ []string) error { return run(o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.home, "home", "", "home directory (default $HOME/.controlfreak)")
+	f.StringVarP(&o.address, "address", "a", "", "management socket: unix:/path, /path or host:port (default unix:$home/sock)")
+	f.BoolVarP(&o.daemon, "daemon", "d", false, "detach and run in the background")
+	f.BoolVarP(&o.trap, "trap", "t", false, "with -d, ignore HUP, INT and TERM (stop with `command shutdown`)")
+	f.StringVarP(&o.config, "config", "c", "", "config file to load at start, as if sent line by line to the console")
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "cfkd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	if o.home == "" {
+		o.home = os.Getenv("CFKD_HOME")
+	}
+	if o.home == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return fmt.Errorf("no home directory: give --home: %w", err)
+		}
+		o.home = filepath.Join(home, ".controlfreak")
+	}
+	home, err := filepath.Abs(o.home)
+	if err != nil {
+		return err
+	}
+	o.home = home
+	if o.config != "" {
+		if o.config, err = filepath.Abs(o.config); err != nil {
+			return err
+		}
+	}
+	if o.address == "" {
+		o.address = "unix:" + filepath.Join(o.home, "sock")
+	}
+	if err := os.MkdirAll(o.home, 0o700); err != nil {
+		return fmt.Errorf("create home: %w", err)
+	}
+
+	if o.daemon && !isDaemonChild() {
+		return detach()
+	}
+	ready := readyReporter()
+	err = serve(o, ready)
+	if err != nil {
+		ready.fail(err)
+	}
+	return err
+}
+
+func serve(o options, ready *reporter) error {
+	lock, err := takeLock(filepath.Join(o.home, "lock"))
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+
+	log, err := eventlog.Open(filepath.Join(o.home, "cfkd.log"), nil)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	log.Infof("cfkd %s starting, pid %d, home %s", supervisor.Version, os.Getpid(), o.home)
+
+	if err := supervisor.BecomeSubreaper(); err != nil {
+		log.Warnf("cannot become a child subreaper: %v", err)
+	}
+	sup, err := supervisor.New(supervisor.Options{Home: o.home, Log: log})
+	if err != nil {
+		return err
+	}
+	go sup.Run()
+
+	// Signals first, so that a TERM during start-up is not lost.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	// Go hands a process's ignored signals on to its children; trapping is
+	// therefore done by catching and dropping, never by SIG_IGN, so that
+	// services still die of TERM.
+	trap := o.trap && o.daemon
+
+	if o.config != "" {
+		if err := loadConfig(o.config, sup); err != nil {
+			sup.Shutdown()
+			<-sup.Done()
+			return err
+		}
+		log.Infof("loaded %s", o.config)
+	}
+
+	l, err := console.Listen(o.address)
+	if err != nil {
+		sup.Shutdown()
+		<-sup.Done()
+		return err
+	}
+	srv := &console.Server{
+		Handler: sup,
+		Logf:    func(format string, args ...any) { log.Infof(format, args...) },
+	}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, console.ErrServerClosed) {
+			log.Errorf("console: %v", err)
+		}
+	}()
+	log.Infof("management socket on %s", o.address)
+	ready.ok()
+
+	for {
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGUSR1:
+				if err := log.Reopen(); err != nil {
+					log.Errorf("reopen log: %v", err)
+				} else {
+					log.Infof("log file reopened")
+				}
+			default:
+				if trap {
+					log.Infof("ignoring %v (-t)", sig)
+					continue
+				}
+				log.Infof("received %v: shutting down", sig)
+				sup.Shutdown()
+			}
+		case <-sup.Done():
+			_ = srv.Close()
+			if a, err := console.ParseAddress(o.address); err == nil && a.Network == "unix" {
+				_ = os.Remove(a.Addr)
+			}
+			log.Infof("cfkd exiting")
+			return nil
+		}
+	}
+}
+
+func loadConfig(path string, h console.Handler) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	_, err = console.Load(f, path, h)
+	return err
+}

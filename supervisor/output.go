@@ -1,0 +1,208 @@
+package supervisor
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/controlfreak-go/cfk/eventlog"
+)
+
+// maxLineBytes bounds a line of service output: a longer line is logged
+// in pieces of this size rather than buffered without end.
+const maxLineBytes = 16 << 10
+
+// readBufBytes is the one read buffer shared by every pipe.
+const readBufBytes = 64 << 10
+
+type stream int
+
+const (
+	stdout stream = iota
+	stderr
+)
+
+// outputReader reads every service's stdout and stderr pipes with one
+// epoll loop and one shared buffer. A goroutine and a buffer per pipe
+// would cost about 20 KiB for each of 2000 pipes; this costs a small
+// struct per pipe, plus a partial line only while one is pending.
+type outputReader struct {
+	log  *eventlog.Logger
+	epfd int
+	wake [2]int // a pipe that interrupts epoll_wait on close
+
+	mu    sync.Mutex
+	pipes map[int32]*pipeState
+
+	done chan struct{}
+}
+
+type pipeState struct {
+	fd       int
+	category string
+	level    eventlog.Level
+	pid      int
+	partial  []byte
+}
+
+func newOutputReader(log *eventlog.Logger) (*outputReader, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	r := &outputReader{log: log, epfd: epfd, pipes: map[int32]*pipeState{}, done: make(chan struct{})}
+	if err := unix.Pipe2(r.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("pipe: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(r.wake[0])}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, r.wake[0], &ev); err != nil {
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	go r.loop()
+	return r, nil
+}
+
+// add starts reading fd, the read end of a service's pipe.
+func (r *outputReader) add(fd int, name string, st stream, pid int) {
+	p := &pipeState{fd: fd, pid: pid, category: "service." + name + ".out", level: eventlog.Info}
+	if st == stderr {
+		p.category, p.level = "service."+name+".err", eventlog.Error
+	}
+	_ = unix.SetNonblock(fd, true)
+	r.mu.Lock()
+	r.pipes[int32(fd)] = p
+	r.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
+	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		r.mu.Lock()
+		delete(r.pipes, int32(fd))
+		r.mu.Unlock()
+		unix.Close(fd)
+		r.log.Log(eventlog.Error, "cfkd", 0, "cannot watch output of "+name+": "+err.Error())
+	}
+}
+
+func (r *outputReader) loop() {
+	defer close(r.done)
+	buf := make([]byte, readBufBytes)
+	events := make([]unix.EpollEvent, 64)
+	for {
+		n, err := unix.EpollWait(r.epfd, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		for _, ev := range events[:n] {
+			if int(ev.Fd) == r.wake[0] {
+				r.drainAll(buf)
+				return
+			}
+			r.mu.Lock()
+			p := r.pipes[ev.Fd]
+			r.mu.Unlock()
+			if p != nil {
+				r.read(p, buf)
+			}
+		}
+	}
+}
+
+// read takes what the pipe holds; at end of file it logs the last partial
+// line, forgets the pipe, closes it and reports true.
+func (r *outputReader) read(p *pipeState, buf []byte) (closed bool) {
+	for {
+		n, err := unix.Read(p.fd, buf)
+		if n > 0 {
+			r.lines(p, buf[:n])
+			if n == len(buf) {
+				continue
+			}
+			return false // less than a buffer: drained
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return false
+		}
+		// EOF or error: the writer is gone.
+		if len(p.partial) > 0 {
+			r.emit(p, p.partial)
+			p.partial = nil
+		}
+		r.mu.Lock()
+		delete(r.pipes, int32(p.fd))
+		r.mu.Unlock()
+		_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, p.fd, nil)
+		unix.Close(p.fd)
+		return true
+	}
+}
+
+func (r *outputReader) lines(p *pipeState, b []byte) {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			room := maxLineBytes - len(p.partial)
+			for len(b) >= room {
+				r.emit(p, append(p.partial, b[:room]...))
+				p.partial, b, room = p.partial[:0], b[room:], maxLineBytes
+			}
+			p.partial = append(p.partial, b...)
+			return
+		}
+		line := b[:i]
+		if len(p.partial) > 0 {
+			line = append(p.partial, line...)
+			p.partial = p.partial[:0]
+		}
+		for len(line) > maxLineBytes {
+			r.emit(p, line[:maxLineBytes])
+			line = line[maxLineBytes:]
+		}
+		r.emit(p, line)
+		b = b[i+1:]
+	}
+	if len(p.partial) == 0 && cap(p.partial) > 0 {
+		p.partial = nil // give back the memory between bursts
+	}
+}
+
+func (r *outputReader) emit(p *pipeState, line []byte) {
+	line = bytes.TrimSuffix(line, []byte{'\r'})
+	r.log.Write(p.level, p.category, p.pid, string(line))
+}
+
+// drainAll reads what is left in every pipe, without waiting for writers.
+func (r *outputReader) drainAll(buf []byte) {
+	r.mu.Lock()
+	ps := make([]*pipeState, 0, len(r.pipes))
+	for _, p := range r.pipes {
+		ps = append(ps, p)
+	}
+	r.mu.Unlock()
+	for _, p := range ps {
+		if r.read(p, buf) {
+			continue
+		}
+		if len(p.partial) > 0 {
+			r.emit(p, p.partial)
+			p.partial = nil
+		}
+		unix.Close(p.fd)
+	}
+}
+
+// close stops the reader after logging what the pipes hold.
+func (r *outputReader) close() {
+	_, _ = unix.Write(r.wake[1], []byte{0})
+	<-r.done
+	unix.Close(r.epfd)
+	unix.Close(r.wake[0])
+	unix.Close(r.wake[1])
+}

@@ -1,0 +1,102 @@
+package supervisor
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// service is one service: what was declared (cfg) and what is happening
+// to it. Only the loop goroutine touches it.
+type service struct {
+	name string
+	cfg  Config
+
+	state      State
+	pid        int
+	pgid       int // the process group signalled on stop; 0 when not our own
+	startTime  time.Time
+	stopTime   time.Time
+	runningCmd string
+
+	// Why the last process ended abnormally, in the original's words.
+	exitStatus syscall.WaitStatus
+	failReason string
+
+	wantsDown    bool // the operator asked it down: no respawn
+	normalExit   bool // the last exit was a clean exit 0
+	backoffRetry int  // failed starts in a row
+
+	// Each timer kind has a generation: a timer that fires after it was
+	// cancelled or re-armed carries an old generation and is ignored.
+	timerGen [timerKinds]uint64
+	timers   [timerKinds]func() bool
+
+	// Things to do once the service is down (restart, destroy, shutdown).
+	whenDown []func()
+}
+
+// timerKind names a service's deadlines.
+type timerKind int
+
+const (
+	startTimer   timerKind = iota // startwait_secs: starting → running
+	stopTimer                     // stopwait_secs: stopping → KILL
+	backoffTimer                  // backoff delay: backoff → starting
+	timerKinds
+)
+
+// isUp is the original's is_up: a process exists for the service.
+func (s *service) isUp() bool { return s.state.Up() && s.pid != 0 }
+
+// exitReason renders a wait status as the original did.
+func exitReason(ws syscall.WaitStatus) string {
+	var parts []string
+	if ws.Exited() {
+		if ws.ExitStatus() != 0 {
+			parts = append(parts, fmt.Sprintf("Exited with error %d", ws.ExitStatus()))
+		} else {
+			parts = append(parts, "Exited successfuly")
+		}
+	}
+	if ws.Signaled() {
+		parts = append(parts, fmt.Sprintf("Received signal %d", int(ws.Signal())))
+	}
+	return strings.Join(parts, " - ")
+}
+
+func epoch(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.Unix(), 10)
+}
+
+func itoa0(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+// statusLine is `command status`'s line: name state pid start_time
+// stop_time proxy fail_reason running_cmd, tab separated.
+func (s *service) statusLine() string {
+	reason := ""
+	if s.state.failed() {
+		reason = s.failReason
+	}
+	return strings.Join([]string{
+		s.name, s.state.String(), itoa0(s.pid), epoch(s.startTime), epoch(s.stopTime),
+		"", reason, s.runningCmd,
+	}, "\t")
+}
+
+// descLine is `command desc`'s line: name tags desc proxy cmd.
+func (s *service) descLine() string {
+	return strings.Join([]string{
+		s.name, strings.Join(s.cfg.Tags, ", "), s.cfg.Desc, "", s.cfg.CmdText(),
+	}, "\t")
+}

@@ -1,0 +1,140 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// runner is the edge where decisions become processes: it forks, execs
+// and signals. The loop is its only caller.
+type runner interface {
+	spawn(spec *spawnSpec) (pid int, err error)
+	kill(pid int, sig syscall.Signal) error
+}
+
+// spawnSpec is everything a child needs, decided before the fork.
+type spawnSpec struct {
+	name         string
+	argv         []string
+	env          []string
+	stdin        int // an fd, or -1 for /dev/null
+	ignoreStdout bool
+	ignoreStderr bool
+	newSession   bool
+}
+
+// spawnSpec builds the child of a service from its configuration.
+func (s *Supervisor) spawnSpec(svc *service) *spawnSpec {
+	env := make([]string, 0, len(s.env)+len(svc.cfg.Env)+2)
+	env = append(env, s.env...)
+	for _, kv := range svc.cfg.Env {
+		env = append(env, kv.Key+"="+kv.Value)
+	}
+	env = append(env, "CONTROL_FREAK_ENABLED=1", "CONTROL_FREAK_SERVICE="+svc.name)
+	return &spawnSpec{
+		name:         svc.name,
+		argv:         svc.cfg.Argv(),
+		env:          dedupEnv(env),
+		stdin:        -1,
+		ignoreStdout: svc.cfg.IgnoreStdout,
+		ignoreStderr: svc.cfg.IgnoreStderr,
+		newSession:   !svc.cfg.NoNewSession,
+	}
+}
+
+// dedupEnv keeps the last setting of each variable, in first-seen order.
+func dedupEnv(env []string) []string {
+	idx := make(map[string]int, len(env))
+	out := env[:0:0]
+	for _, kv := range env {
+		k := kv
+		for i := 0; i < len(kv); i++ {
+			if kv[i] == '=' {
+				k = kv[:i]
+				break
+			}
+		}
+		if i, ok := idx[k]; ok {
+			out[i] = kv
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
+
+// forkRunner starts real processes with fork and exec.
+type forkRunner struct {
+	devNull int
+	out     *outputReader
+}
+
+func newForkRunner(out *outputReader) (*forkRunner, error) {
+	fd, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	return &forkRunner{devNull: fd, out: out}, nil
+}
+
+func (r *forkRunner) spawn(spec *spawnSpec) (int, error) {
+	if len(spec.argv) == 0 {
+		return 0, fmt.Errorf("empty command")
+	}
+	path, err := lookPath(spec.argv[0], spec.env)
+	if err != nil {
+		return 0, fmt.Errorf("cannot run %s: %w", spec.argv[0], err)
+	}
+	stdin := r.devNull
+	if spec.stdin >= 0 {
+		stdin = spec.stdin
+	}
+	files := []uintptr{uintptr(stdin), uintptr(r.devNull), uintptr(r.devNull)}
+	var pipes [2]*[2]int
+	for i, ignore := range []bool{spec.ignoreStdout, spec.ignoreStderr} {
+		if ignore {
+			continue
+		}
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			closePipes(pipes)
+			return 0, fmt.Errorf("pipe: %w", err)
+		}
+		pipes[i] = &p
+		files[1+i] = uintptr(p[1])
+	}
+	pid, err := syscall.ForkExec(path, spec.argv, &syscall.ProcAttr{
+		Env:   spec.env,
+		Files: files,
+		Sys:   &syscall.SysProcAttr{Setsid: spec.newSession},
+	})
+	if err != nil {
+		closePipes(pipes)
+		return 0, fmt.Errorf("cannot run %s: %w", spec.argv[0], err)
+	}
+	for i, p := range pipes {
+		if p == nil {
+			continue
+		}
+		unix.Close(p[1])
+		r.out.add(p[0], spec.name, stream(i), pid)
+	}
+	return pid, nil
+}
+
+func closePipes(pipes [2]*[2]int) {
+	for _, p := range pipes {
+		if p != nil {
+			unix.Close(p[0])
+			unix.Close(p[1])
+		}
+	}
+}
+
+func (r *forkRunner) kill(pid int, sig syscall.Signal) error {
+	return syscall.Kill(pid, sig)
+}

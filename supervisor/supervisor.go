@@ -1,0 +1,235 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/controlfreak-go/cfk/console"
+	"github.com/controlfreak-go/cfk/eventlog"
+)
+
+// Version is what `command version` answers.
+const Version = "0.1.0"
+
+// ErrShuttingDown answers requests that would start something while cfkd
+// is going down.
+var ErrShuttingDown = errors.New("cfkd is shutting down")
+
+// Options configure a Supervisor.
+type Options struct {
+	// Home is cfkd's home directory, exported to children as CFKD_HOME.
+	Home string
+	// Log receives daemon events and service output. May be nil.
+	Log *eventlog.Logger
+	// Env is the environment every child starts from (cfkd's own when nil).
+	Env []string
+	// OnShutdown is called (from the loop) once `command shutdown` has
+	// been answered and every service is down.
+	OnShutdown func()
+}
+
+// Supervisor owns every service. Its exported methods are safe to call from
+// any goroutine: they send the loop a message.
+type Supervisor struct {
+	opts Options
+	log  *eventlog.Logger
+	env  []string
+
+	events chan event
+	quit   chan struct{} // closed when the loop has returned
+
+	// Loop-owned state.
+	services     map[string]*service
+	byPid        map[int]*service
+	run          runner
+	out          *outputReader
+	shuttingDown bool
+	shutdownDone chan struct{}
+	lingering    map[int]bool // process groups left by a stopped service, awaiting stopwait
+}
+
+type event interface{}
+
+type requestEvent struct {
+	req   console.Request
+	reply chan reply
+}
+
+type reply struct {
+	lines []string
+	err   error
+}
+
+type exitEvent struct {
+	pid    int
+	status syscall.WaitStatus
+}
+
+type timerEvent struct {
+	name string
+	svc  *service
+	kind timerKind
+	gen  uint64
+}
+
+type lingerEvent struct{ pgid int }
+
+type shutdownEvent struct{}
+
+type funcEvent struct{ f func() }
+
+// New prepares a Supervisor; Run starts it.
+func New(opts Options) (*Supervisor, error) {
+	env := opts.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	env = append(cleanEnv(env), "CFKD_HOME="+opts.Home)
+	out, err := newOutputReader(opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	run, err := newForkRunner(out)
+	if err != nil {
+		out.close()
+		return nil, err
+	}
+	return &Supervisor{
+		opts:         opts,
+		log:          opts.Log,
+		env:          env,
+		events:       make(chan event, 1024),
+		quit:         make(chan struct{}),
+		services:     map[string]*service{},
+		byPid:        map[int]*service{},
+		run:          run,
+		out:          out,
+		shutdownDone: make(chan struct{}),
+		lingering:    map[int]bool{},
+	}, nil
+}
+
+// cleanEnv drops what belongs to cfkd's own start-up and must not leak
+// into services.
+func cleanEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "CFKD_HOME", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
+			"WATCHDOG_USEC", "WATCHDOG_PID", daemonEnv:
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// daemonEnv marks cfkd's own re-executions when it detaches.
+const daemonEnv = "_CFKD_DAEMON"
+
+// Run is the loop. It returns once a shutdown has completed.
+func (s *Supervisor) Run() {
+	defer close(s.quit)
+	stopReaper := startReaper(s)
+	defer stopReaper()
+	defer s.out.close()
+	for {
+		select {
+		case ev := <-s.events:
+			s.handle(ev)
+		case <-s.shutdownDone:
+			s.logf(eventlog.Info, "all services are down; exiting")
+			return
+		}
+	}
+}
+
+// Done is closed when the loop has returned.
+func (s *Supervisor) Done() <-chan struct{} { return s.quit }
+
+// Shutdown asks for every service to go down and the loop to end, as on
+// SIGTERM. It does not wait.
+func (s *Supervisor) Shutdown() { s.send(shutdownEvent{}) }
+
+// Execute carries out one request of the language and waits for its
+// answer. It implements console.Handler.
+func (s *Supervisor) Execute(req console.Request) ([]string, error) {
+	ch := make(chan reply, 1)
+	if !s.send(requestEvent{req: req, reply: ch}) {
+		return nil, ErrShuttingDown
+	}
+	select {
+	case r := <-ch:
+		return r.lines, r.err
+	case <-s.quit:
+		return nil, ErrShuttingDown
+	}
+}
+
+// send delivers an event to the loop unless the loop is gone.
+func (s *Supervisor) send(ev event) bool {
+	select {
+	case s.events <- ev:
+		return true
+	case <-s.quit:
+		return false
+	}
+}
+
+func (s *Supervisor) handle(ev event) {
+	switch ev := ev.(type) {
+	case requestEvent:
+		s.execute(ev.req, func(lines []string, err error) { ev.reply <- reply{lines, err} })
+	case exitEvent:
+		s.onExit(ev.pid, ev.status)
+	case timerEvent:
+		if s.services[ev.name] == ev.svc && ev.svc.timerGen[ev.kind] == ev.gen {
+			ev.svc.timers[ev.kind] = nil
+			s.onTimer(ev.svc, ev.kind)
+		}
+	case lingerEvent:
+		s.killLingering(ev.pgid)
+	case shutdownEvent:
+		s.beginShutdown()
+	case funcEvent:
+		ev.f()
+	}
+}
+
+// arm starts (or restarts) one of a service's timers.
+func (s *Supervisor) arm(svc *service, kind timerKind, d time.Duration) {
+	s.disarm(svc, kind)
+	gen := svc.timerGen[kind]
+	ev := timerEvent{name: svc.name, svc: svc, kind: kind, gen: gen}
+	t := time.AfterFunc(d, func() { s.send(ev) })
+	svc.timers[kind] = t.Stop
+}
+
+// disarm cancels one of a service's timers.
+func (s *Supervisor) disarm(svc *service, kind timerKind) {
+	svc.timerGen[kind]++
+	if stop := svc.timers[kind]; stop != nil {
+		stop()
+		svc.timers[kind] = nil
+	}
+}
+
+func (s *Supervisor) logf(level eventlog.Level, format string, args ...any) {
+	s.log.Log(level, "cfkd", 0, fmt.Sprintf(format, args...))
+}
+
+// sortedServices lists services by name.
+func (s *Supervisor) sortedServices() []*service {
+	out := make([]*service, 0, len(s.services))
+	for _, svc := range s.services {
+		out = append(out, svc)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
