@@ -126,10 +126,14 @@ func (l *Logger) Write(level Level, category string, pid int, msg string) {
 }
 
 // Infof logs a daemon event at INFO.
-func (l *Logger) Infof(format string, args ...any) { l.Log(Info, "cfkd", 0, fmt.Sprintf(format, args...)) }
+func (l *Logger) Infof(format string, args ...any) {
+	l.Log(Info, "cfkd", 0, fmt.Sprintf(format, args...))
+}
 
 // Warnf logs a daemon event at WARN.
-func (l *Logger) Warnf(format string, args ...any) { l.Log(Warn, "cfkd", 0, fmt.Sprintf(format, args...)) }
+func (l *Logger) Warnf(format string, args ...any) {
+	l.Log(Warn, "cfkd", 0, fmt.Sprintf(format, args...))
+}
 
 // Errorf logs a daemon event at ERROR.
 func (l *Logger) Errorf(format string, args ...any) {

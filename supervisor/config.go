@@ -140,8 +140,8 @@ var serviceAttrs = map[string]attribute{
 		// An empty add_env clears what add_env added.
 		unset: func(c *Config) { c.Env = nil },
 	},
-	"startwait_secs": durationAttr(func(c *Config) *time.Duration { return &c.StartWait }, DefaultStartWait),
-	"stopwait_secs":  durationAttr(func(c *Config) *time.Duration { return &c.StopWait }, DefaultStopWait),
+	"startwait_secs":  durationAttr(func(c *Config) *time.Duration { return &c.StartWait }, DefaultStartWait),
+	"stopwait_secs":   durationAttr(func(c *Config) *time.Duration { return &c.StopWait }, DefaultStopWait),
 	"respawn_on_fail": boolAttr(func(c *Config) *bool { return &c.RespawnOnFail }, true),
 	"respawn_on_stop": boolAttr(func(c *Config) *bool { return &c.RespawnOnStop }, false),
 	"ignore_stdout":   boolAttr(func(c *Config) *bool { return &c.IgnoreStdout }, false),
