@@ -1,0 +1,105 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as every child the tests need: run as
+// `<testbin> cfkhelper MODE ARGS...` it becomes a small program instead of
+// running the tests (the os/exec tests' pattern).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 2 && os.Args[1] == "cfkhelper" {
+		helper(os.Args[2], os.Args[3:])
+		return
+	}
+	if err := BecomeSubreaper(); err != nil {
+		fmt.Fprintln(os.Stderr, "subreaper:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+func helper(mode string, args []string) {
+	arg := func(i int) string {
+		if i < len(args) {
+			return args[i]
+		}
+		return ""
+	}
+	switch mode {
+	case "sleep":
+		select {}
+	case "exit":
+		n, _ := strconv.Atoi(arg(0))
+		os.Exit(n)
+	case "count": // count FILE CODE DELAY: note the start, wait, exit CODE
+		appendLine(arg(0), strconv.Itoa(os.Getpid()))
+		code, _ := strconv.Atoi(arg(1))
+		d, _ := time.ParseDuration(arg(2))
+		time.Sleep(d)
+		os.Exit(code)
+	case "ignoreterm":
+		signal.Ignore(syscall.SIGTERM)
+		appendLine(arg(0), "ready")
+		select {}
+	case "print": // print N: N lines on stdout and on stderr
+		n, _ := strconv.Atoi(arg(0))
+		for i := 0; i < n; i++ {
+			fmt.Printf("out line %d\n", i)
+			fmt.Fprintf(os.Stderr, "err line %d\n", i)
+		}
+		select {}
+	case "longline": // longline N: one line of N bytes of 'x', then "tail"
+		n, _ := strconv.Atoi(arg(0))
+		os.Stdout.WriteString(strings.Repeat("x", n) + "\ntail\n")
+		select {}
+	case "env": // env FILE: write the environment to FILE
+		os.WriteFile(arg(0)+".tmp", []byte(strings.Join(os.Environ(), "\n")), 0o644)
+		os.Rename(arg(0)+".tmp", arg(0))
+		select {}
+	case "grandchild": // grandchild FILE MODE: start a child in our group, write its pid
+		self, _ := os.Executable()
+		pid, err := syscall.ForkExec(self, []string{self, "cfkhelper", arg(1)}, &syscall.ProcAttr{
+			Files: []uintptr{0, 1, 2},
+		})
+		if err != nil {
+			os.Exit(9)
+		}
+		appendLine(arg(0), strconv.Itoa(pid))
+		if arg(2) == "exit" {
+			os.Exit(0)
+		}
+		select {}
+	default:
+		fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
+		os.Exit(2)
+	}
+}
+
+func appendLine(path, line string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		os.Exit(8)
+	}
+	f.WriteString(line + "\n")
+	f.Close()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
