@@ -44,14 +44,20 @@ func (a *app) printLines(body []string) {
 	}
 }
 
-// simple sends one fixed request and prints the answer's lines; an ERROR
-// answer is printed as `error: MSG`.
-func (a *app) simple(line string) error {
+// request sends one line and returns the body of the answer. An ERROR
+// answer is printed as `error: MSG` and returned as errFailed.
+func (a *app) request(line string) ([]string, error) {
 	body, err := a.do(line)
 	if msg, ok := serverError(err); ok {
 		fmt.Fprintf(a.stderr, "error: %s\n", msg)
-		return errFailed
+		return body, errFailed
 	}
+	return body, err
+}
+
+// simple sends one fixed request and prints the answer's lines.
+func (a *app) simple(line string) error {
+	body, err := a.request(line)
 	if err != nil {
 		return err
 	}

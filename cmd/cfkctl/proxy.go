@@ -28,11 +28,7 @@ func (a *app) proxyStatusCommand() *cobra.Command {
 		GroupID: groupProxy,
 		Args:    cobra.NoArgs,
 		RunE: action(func(*cobra.Command, []string) error {
-			body, err := a.do("command proxystatus")
-			if msg, ok := serverError(err); ok {
-				fmt.Fprintf(a.stderr, "error: %s\n", msg)
-				return errFailed
-			}
+			body, err := a.request("command proxystatus")
 			if err != nil {
 				return err
 			}

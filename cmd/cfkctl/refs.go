@@ -51,9 +51,8 @@ func refArgs(_ *cobra.Command, args []string) error {
 func (a *app) eachSelector(verb string, sels []string, fn func(body []string)) error {
 	failed := false
 	for _, sel := range sels {
-		body, err := a.do("command " + verb + " " + sel)
-		if msg, ok := serverError(err); ok {
-			fmt.Fprintf(a.stderr, "error: %s\n", msg)
+		body, err := a.request("command " + verb + " " + sel)
+		if err == errFailed {
 			failed = true
 			continue
 		}

@@ -183,11 +183,7 @@ pid (it is not running), so that scripts can test it.`,
 		ValidArgsFunction: a.completeServices,
 		RunE: action(func(_ *cobra.Command, args []string) error {
 			name := args[0]
-			body, err := a.do("command status service " + name)
-			if msg, ok := serverError(err); ok {
-				fmt.Fprintf(a.stderr, "error: %s\n", msg)
-				return errFailed
-			}
+			body, err := a.request("command status service " + name)
 			if err != nil {
 				return err
 			}
