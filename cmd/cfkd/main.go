@@ -4,7 +4,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -139,7 +138,7 @@ func serve(o options, ready *reporter) error {
 		Logf:    func(format string, args ...any) { log.Infof(format, args...) },
 	}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, console.ErrServerClosed) {
+		if err := srv.Serve(l); err != nil {
 			log.Errorf("console: %v", err)
 		}
 	}()

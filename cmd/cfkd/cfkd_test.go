@@ -1,0 +1,428 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/controlfreak-go/cfk/console"
+)
+
+// These tests run the real cfkd binary, built once in TestMain.
+var cfkdBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cfkd-test-bin")
+	if err != nil {
+		panic(err)
+	}
+	cfkdBin = filepath.Join(dir, "cfkd")
+	out, err := exec.Command("go", "build", "-race", "-o", cfkdBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build cfkd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type daemon struct {
+	t    *testing.T
+	home string
+	addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// startCfkd runs cfkd in the foreground with a fresh home.
+func startCfkd(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	home := t.TempDir()
+	d := &daemon{t: t, home: home, addr: "unix:" + filepath.Join(home, "sock"), done: make(chan struct{})}
+	for i, a := range args {
+		if a == "-a" && i+1 < len(args) {
+			d.addr = args[i+1]
+		}
+	}
+	d.cmd = exec.Command(cfkdBin, append([]string{"--home", home}, args...)...)
+	d.cmd.Stderr = os.Stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			d.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-d.done:
+			case <-time.After(10 * time.Second):
+				d.cmd.Process.Kill()
+			}
+		}
+	})
+	waitFor(t, 10*time.Second, "console socket", func() bool {
+		c, err := console.Dial(d.addr, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	return d
+}
+
+func (d *daemon) client() *console.Client {
+	d.t.Helper()
+	c, err := console.Dial(d.addr, 5*time.Second)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (d *daemon) must(c *console.Client, line string) []string {
+	d.t.Helper()
+	out, err := c.Do(line)
+	if err != nil {
+		d.t.Fatalf("%q: %v", line, err)
+	}
+	return out
+}
+
+func (d *daemon) wait(timeout time.Duration) {
+	d.t.Helper()
+	select {
+	case <-d.done:
+	case <-time.After(timeout):
+		d.t.Fatal("cfkd did not exit")
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func pidOf(t *testing.T, d *daemon, c *console.Client, name string) int {
+	out := d.must(c, "command status service "+name)
+	f := strings.Split(out[0], "\t")
+	pid, _ := strconv.Atoi(f[2])
+	return pid
+}
+
+func alive(pid int) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	return !strings.HasPrefix(s[strings.LastIndexByte(s, ')')+2:], "Z")
+}
+
+func TestConfigSignalsAndCleanExit(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "cfk.conf")
+			os.WriteFile(cfg, []byte("# demo\nservice a cmd=sleep 1000\nservice b cmd=sleep 1000\nservice b tags=x\n\ncommand start all\n"), 0o644)
+			d := startCfkd(t, "-c", cfg)
+			c := d.client()
+			var pids []int
+			waitFor(t, 5*time.Second, "both up", func() bool {
+				pids = []int{pidOf(t, d, c, "a"), pidOf(t, d, c, "b")}
+				return pids[0] != 0 && pids[1] != 0
+			})
+			d.cmd.Process.Signal(sig)
+			d.wait(10 * time.Second)
+			if d.err != nil {
+				t.Fatalf("cfkd exit: %v", d.err)
+			}
+			for _, pid := range pids {
+				if alive(pid) {
+					t.Errorf("service pid %d survived cfkd", pid)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(d.home, "sock")); !os.IsNotExist(err) {
+				t.Errorf("socket file left behind")
+			}
+		})
+	}
+}
+
+func TestBadConfigRefusesToStart(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "bad.conf")
+	os.WriteFile(cfg, []byte("service a cmd=sleep 1\nservice a bogus=1\n"), 0o644)
+	out, err := exec.Command(cfkdBin, "--home", t.TempDir(), "-c", cfg).CombinedOutput()
+	if err == nil {
+		t.Fatal("cfkd started with a bad config")
+	}
+	if !strings.Contains(string(out), "bad.conf:2") || !strings.Contains(string(out), "invalid property 'bogus'") {
+		t.Fatalf("message: %s", out)
+	}
+}
+
+func TestLockFile(t *testing.T) {
+	d := startCfkd(t)
+	out, err := exec.Command(cfkdBin, "--home", d.home, "-a", "unix:"+filepath.Join(d.home, "other.sock")).CombinedOutput()
+	if err == nil {
+		t.Fatal("a second cfkd started on the same home")
+	}
+	want := fmt.Sprintf("another cfkd (pid %d) is already running", d.cmd.Process.Pid)
+	if !strings.Contains(string(out), want) {
+		t.Fatalf("second cfkd said %q, want %q", out, want)
+	}
+	// A stale lock (a dead pid, no holder) is taken over.
+	d.must(d.client(), "command shutdown")
+	d.wait(10 * time.Second)
+	os.WriteFile(filepath.Join(d.home, "lock"), []byte("999999\n"), 0o600)
+	d2 := startCfkd2(t, d.home)
+	b, _ := os.ReadFile(filepath.Join(d.home, "lock"))
+	if strings.TrimSpace(string(b)) != strconv.Itoa(d2.cmd.Process.Pid) {
+		t.Fatalf("lock holds %q", b)
+	}
+}
+
+// startCfkd2 starts cfkd on an existing home.
+func startCfkd2(t *testing.T, home string) *daemon {
+	d := &daemon{t: t, home: home, addr: "unix:" + filepath.Join(home, "sock"), done: make(chan struct{})}
+	d.cmd = exec.Command(cfkdBin, "--home", home)
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() { d.cmd.Process.Signal(syscall.SIGTERM); <-d.done })
+	waitFor(t, 10*time.Second, "console socket", func() bool {
+		c, err := console.Dial(d.addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return d
+}
+
+func TestHomeAndSocketArePrivate(t *testing.T) {
+	d := startCfkd(t)
+	for path, want := range map[string]os.FileMode{d.home: 0o700, filepath.Join(d.home, "sock"): 0o600} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			// t.TempDir made the home; cfkd keeps an existing home's mode.
+			if path == d.home {
+				continue
+			}
+			t.Errorf("%s mode %v, want %v", path, fi.Mode().Perm(), want)
+		}
+	}
+	home := filepath.Join(t.TempDir(), "fresh")
+	d2 := startCfkd2(t, home)
+	fi, _ := os.Stat(d2.home)
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("created home has mode %v", fi.Mode().Perm())
+	}
+}
+
+func TestKill9RespawnsAndLogs(t *testing.T) {
+	d := startCfkd(t)
+	c := d.client()
+	d.must(c, "service s1 cmd=sleep 1000")
+	d.must(c, "service s1 startwait_secs=0.1")
+	d.must(c, "command start service s1")
+	var pid int
+	waitFor(t, 5*time.Second, "running", func() bool {
+		out := d.must(c, "command status service s1")
+		pid = pidOf(t, d, c, "s1")
+		return strings.Contains(out[0], "\trunning\t")
+	})
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, 5*time.Second, "respawn", func() bool {
+		p := pidOf(t, d, c, "s1")
+		return p != 0 && p != pid
+	})
+	waitFor(t, 5*time.Second, "log", func() bool {
+		b, _ := os.ReadFile(filepath.Join(d.home, "cfkd.log"))
+		return strings.Contains(string(b), "child s1 terminated abnormally 9: Received signal 9")
+	})
+}
+
+func TestUSR1ReopensLog(t *testing.T) {
+	d := startCfkd(t)
+	logPath := filepath.Join(d.home, "cfkd.log")
+	os.Rename(logPath, logPath+".1")
+	d.cmd.Process.Signal(syscall.SIGUSR1)
+	waitFor(t, 5*time.Second, "new log file", func() bool {
+		b, err := os.ReadFile(logPath)
+		return err == nil && strings.Contains(string(b), "log file reopened")
+	})
+}
+
+func TestDaemonAndTrap(t *testing.T) {
+	home := t.TempDir()
+	addr := "unix:" + filepath.Join(home, "sock")
+	out, err := exec.Command(cfkdBin, "--home", home, "-d", "-t").CombinedOutput()
+	if err != nil {
+		t.Fatalf("cfkd -d: %v %s", err, out)
+	}
+	// It is ready when -d returns.
+	c, err := console.Dial(addr, time.Second)
+	if err != nil {
+		t.Fatalf("daemon not serving after -d returned: %v", err)
+	}
+	defer c.Close()
+	b, _ := os.ReadFile(filepath.Join(home, "lock"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if !alive(pid) {
+		t.Fatalf("daemon pid %d not alive", pid)
+	}
+	if sid, _ := syscall.Getpgid(pid); sid != pid {
+		t.Errorf("daemon is not its own group leader")
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	// -t: TERM is ignored.
+	syscall.Kill(pid, syscall.SIGTERM)
+	waitFor(t, 5*time.Second, "the log to show TERM ignored", func() bool {
+		b, _ := os.ReadFile(filepath.Join(home, "cfkd.log"))
+		return strings.Contains(string(b), "ignoring terminated")
+	})
+	if _, err := c.Do("command version"); err != nil {
+		t.Fatalf("daemon stopped answering after TERM with -t: %v", err)
+	}
+	// A service started under -t still dies of TERM.
+	mustDo(t, c, "service s cmd=sleep 1000")
+	mustDo(t, c, "command start service s")
+	mustDo(t, c, "command shutdown")
+	waitFor(t, 10*time.Second, "daemon exit", func() bool { return !alive(pid) })
+
+	// A daemon that cannot start says why, and -d fails.
+	out, err = exec.Command(cfkdBin, "--home", home, "-d", "-a", "unix:/nonexistent/dir/sock").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "/nonexistent/dir/sock") {
+		t.Fatalf("failed daemon start: err=%v out=%s", err, out)
+	}
+}
+
+func mustDo(t *testing.T, c *console.Client, line string) []string {
+	t.Helper()
+	out, err := c.Do(line)
+	if err != nil {
+		t.Fatalf("%q: %v", line, err)
+	}
+	return out
+}
+
+func TestTCPConsole(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	startCfkd(t, "-a", addr)
+	c, err := console.Dial(addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if out := mustDo(t, c, "command version"); len(out) != 1 {
+		t.Fatalf("version: %q", out)
+	}
+}
+
+func TestManyClientsAndBadInput(t *testing.T) {
+	d := startCfkd(t)
+	c := d.client()
+	d.must(c, "service s1 cmd=sleep 1000")
+	a, _ := console.ParseAddress(d.addr)
+
+	// A client that sends a lot and never reads.
+	hog, err := net.Dial(a.Network, a.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hog.Close()
+	go func() {
+		line := []byte(strings.Repeat("command status\n", 1000))
+		for i := 0; i < 200; i++ {
+			if _, err := hog.Write(line); err != nil {
+				return
+			}
+		}
+	}()
+	// A client that disconnects mid-line.
+	if half, err := net.Dial(a.Network, a.Addr); err == nil {
+		half.Write([]byte("service s1 cmd=sle"))
+		half.Close()
+	}
+	// Garbage and an over-long line.
+	g, err := net.Dial(a.Network, a.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	g.Write([]byte("\x00\xff\xfe garbage \x01\n"))
+	g.Write([]byte(strings.Repeat("a", 100<<10) + "\ncommand version\n"))
+	r := bufio.NewReader(g)
+	for i, want := range []string{"ERROR: ", "ERROR: line too long", "0.1.0", "OK"} {
+		g.SetReadDeadline(time.Now().Add(5 * time.Second))
+		l, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(l, want) {
+			t.Fatalf("answer %d: %q %v, want %q", i, l, err, want)
+		}
+	}
+
+	// 60 clients at once, each pipelining requests.
+	var wg sync.WaitGroup
+	errs := make(chan error, 60)
+	for i := 0; i < 60; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			cl, err := console.Dial(d.addr, 5*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer cl.Close()
+			for j := 0; j < 20; j++ {
+				out, err := cl.Do("command status service s1")
+				if err != nil || len(out) != 1 || !strings.HasPrefix(out[0], "s1\t") {
+					errs <- fmt.Errorf("client %d: %q %v", i, out, err)
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// Nothing else changed.
+	out := d.must(c, "command desc service s1")
+	if !strings.HasSuffix(out[0], "\tsleep 1000") {
+		t.Fatalf("service changed: %q", out)
+	}
+}
