@@ -1,0 +1,111 @@
+// Command driver measures cfkd against supervisord, runit and s6: respawn
+// latency after SIGKILL, starting and stopping 1000 services, memory,
+// status of 1000 services and idle CPU, and prints a markdown report.
+//
+// It is run by bench/run.sh, which installs the peers and builds the
+// binaries; see bench/README.md for what each number means.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func envInt(name string, def int) int {
+	if v := os.Getenv(name); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			fmt.Fprintf(os.Stderr, "driver: %s=%q is not a count\n", name, v)
+			os.Exit(2)
+		}
+		return n
+	}
+	return def
+}
+
+func main() {
+	cfkdBin := flag.String("cfkd", "", "path of the cfkd binary")
+	cfkctlBin := flag.String("cfkctl", "", "path of the cfkctl binary")
+	markerBin := flag.String("marker", "", "path of the marker binary (required)")
+	work := flag.String("work", "", "scratch directory (required)")
+	flag.Parse()
+	if *markerBin == "" || *work == "" {
+		flag.Usage()
+		os.Exit(2)
+	}
+	marker, err := filepath.Abs(*markerBin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "driver:", err)
+		os.Exit(2)
+	}
+	// /proc/PID/exe shows the path with symlinks resolved.
+	if m, err := filepath.EvalSymlinks(marker); err == nil {
+		marker = m
+	}
+	o := options{
+		kills:           envInt("KILLS", 30),
+		respawnServices: envInt("RESPAWN_SERVICES", 5),
+		services:        envInt("SERVICES", 1000),
+		statusRuns:      envInt("STATUS_RUNS", 20),
+		idle:            time.Duration(envInt("IDLE_SECS", 10)) * time.Second,
+		minAge:          time.Duration(envInt("MIN_AGE_MS", 1200)) * time.Millisecond,
+		settle:          time.Duration(envInt("SETTLE_MS", 1500)) * time.Millisecond,
+		work:            *work,
+	}
+	if o.respawnServices < 1 || o.services < 1 {
+		fmt.Fprintln(os.Stderr, "driver: RESPAWN_SERVICES and SERVICES must be at least 1")
+		os.Exit(2)
+	}
+	if err := tracked.open(filepath.Join(*work, "pids"), marker); err != nil {
+		fmt.Fprintln(os.Stderr, "driver:", err)
+		os.Exit(1)
+	}
+
+	// Whatever happens, leave no process behind.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "driver: %v: killing every process started\n", s)
+		tracked.killAll()
+		os.Exit(130)
+	}()
+	defer tracked.killAll()
+
+	which := os.Getenv("SUPERVISORS")
+	if which == "" {
+		which = "cfkd,supervisord,runit,s6"
+	}
+	var results []*result
+	for _, name := range strings.Split(which, ",") {
+		var s supervisor
+		switch strings.TrimSpace(name) {
+		case "cfkd":
+			if *cfkdBin == "" || *cfkctlBin == "" {
+				results = append(results, &result{name: "cfkd", errs: []string{"not built"}})
+				continue
+			}
+			s = &cfkd{bin: *cfkdBin, ctl: *cfkctlBin, marker: marker}
+		case "supervisord":
+			s = &supervisord{}
+		case "runit":
+			s = &scanner{flavor: "runit"}
+		case "s6":
+			s = &scanner{flavor: "s6"}
+		case "":
+			continue
+		default:
+			fmt.Fprintf(os.Stderr, "driver: unknown supervisor %q\n", name)
+			os.Exit(2)
+		}
+		results = append(results, benchmark(s, o))
+	}
+	report(os.Stdout, o, results)
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// clockTicksPerSec is USER_HZ, the unit of utime and stime in
+// /proc/PID/stat. It is 100 on every Linux architecture Go runs on.
+const clockTicksPerSec = 100
+
+// procStat is what we read of one /proc/PID/stat line.
+type procStat struct {
+	pid, ppid    int
+	comm         string
+	state        byte
+	utime, stime uint64 // clock ticks, summed over all threads
+}
+
+// readStat parses /proc/PID/stat. The comm field is in parentheses and
+// may itself hold spaces or parentheses, so the fields after it are
+// counted from the last ')'.
+func readStat(pid int) (procStat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	open := bytes.IndexByte(b, '(')
+	closing := bytes.LastIndexByte(b, ')')
+	if open < 0 || closing < open {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	st := procStat{pid: pid, comm: string(b[open+1 : closing])}
+	f := strings.Fields(string(b[closing+1:]))
+	// f[0] is field 3 (state); field N is f[N-3].
+	if len(f) < 13 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	st.state = f[0][0]
+	st.ppid, _ = strconv.Atoi(f[1])
+	st.utime, _ = strconv.ParseUint(f[11], 10, 64)
+	st.stime, _ = strconv.ParseUint(f[12], 10, 64)
+	return st, nil
+}
+
+// allStats reads the stat line of every process on the machine.
+func allStats() map[int]procStat {
+	ents, _ := os.ReadDir("/proc")
+	m := make(map[int]procStat, len(ents))
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readStat(pid); err == nil {
+			m[pid] = st
+		}
+	}
+	return m
+}
+
+// supervisorPids returns root and every descendant of root that is not a
+// service: the processes whose cost is the supervisor's. For runit that is
+// runsvdir and its runsv children, for s6 s6-svscan and its s6-supervise
+// children, for cfkd and supervisord the daemon alone (plus any helper it
+// keeps). A process is a service when its pid is in services or its
+// executable is the marker; service descendants are skipped too.
+func supervisorPids(root int, services map[int]bool, markerExe string) []int {
+	stats := allStats()
+	children := map[int][]int{}
+	for pid, st := range stats {
+		children[st.ppid] = append(children[st.ppid], pid)
+	}
+	var out []int
+	queue := []int{root}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if pid != root && (services[pid] || exeIs(pid, markerExe)) {
+			continue
+		}
+		if st, ok := stats[pid]; !ok || st.state == 'Z' {
+			continue
+		}
+		out = append(out, pid)
+		queue = append(queue, children[pid]...)
+	}
+	return out
+}
+
+// exeIs tells whether /proc/PID/exe is the file at path.
+func exeIs(pid int, path string) bool {
+	l, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	return err == nil && filepath.Clean(l) == path
+}
+
+// alive tells whether pid exists and has not yet been reaped. A zombie
+// counts as gone: it has exited, only its supervisor's wait is pending.
+func alive(pid int) bool {
+	st, err := readStat(pid)
+	return err == nil && st.state != 'Z'
+}
+
+// statusNumber returns the number in a "Name:   N [kB]" line of a /proc file
+// such as status or smaps_rollup.
+func statusNumber(path, field string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, field+":") {
+			fs := strings.Fields(line[len(field)+1:])
+			if len(fs) == 0 {
+				break
+			}
+			return strconv.ParseInt(fs[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no %s", path, field)
+}
+
+// memory is the summed resident size of a set of processes.
+type memory struct {
+	procs  int
+	rssKB  int64 // VmRSS: pages shared between the processes count once per process
+	pssKB  int64 // Pss: shared pages divided among their sharers
+	failed int   // processes that vanished while being read
+}
+
+func measureMemory(pids []int) memory {
+	var m memory
+	for _, pid := range pids {
+		rss, err := statusNumber(fmt.Sprintf("/proc/%d/status", pid), "VmRSS")
+		if err != nil {
+			m.failed++
+			continue
+		}
+		m.procs++
+		m.rssKB += rss
+		if pss, err := statusNumber(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss"); err == nil {
+			m.pssKB += pss
+		}
+	}
+	return m
+}
+
+// cpuSample is the CPU spent so far by a set of processes.
+type cpuSample struct {
+	ticks    uint64 // utime+stime from /proc/PID/stat, all threads
+	schedNs  uint64 // time on CPU from /proc/PID/task/*/schedstat, ns resolution
+	switches uint64 // voluntary+involuntary context switches of all threads: wakeups
+	missing  int
+}
+
+func sampleCPU(pids []int) cpuSample {
+	var s cpuSample
+	for _, pid := range pids {
+		st, err := readStat(pid)
+		if err != nil {
+			s.missing++
+			continue
+		}
+		s.ticks += st.utime + st.stime
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, t := range tasks {
+			dir := fmt.Sprintf("/proc/%d/task/%s", pid, t.Name())
+			if b, err := os.ReadFile(dir + "/schedstat"); err == nil {
+				if fs := strings.Fields(string(b)); len(fs) > 0 {
+					ns, _ := strconv.ParseUint(fs[0], 10, 64)
+					s.schedNs += ns
+				}
+			}
+			for _, field := range []string{"voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"} {
+				if n, err := statusNumber(dir+"/status", field); err == nil {
+					s.switches += uint64(n)
+				}
+			}
+		}
+	}
+	return s
+}
