@@ -306,8 +306,8 @@ func echo(s string) string {
 }
 
 // String renders r as a line of the language that Parse reads back as r.
-// A value is quoted when it has to be: when it is empty-looking at an end
-// (surrounding whitespace), starts with a quote, or holds a `#`. A value
+// A value is quoted when it has to be: when it has whitespace at either
+// end, starts with a quote, or holds a `#`. A value
 // that holds both kinds of quote and a `#` cannot be written so that
 // Parse gives it back; String then does its best.
 func (r Request) String() string {
