@@ -39,6 +39,7 @@ type result struct {
 	idleSchedNs            uint64
 	idleSwitches           uint64
 	idleProcs              int
+	idleMachineTicks       uint64 // CPU used by the whole machine in the window
 	shutdown               time.Duration
 	errs                   []string
 }
@@ -63,10 +64,11 @@ func benchmark(s supervisor, o options) *result {
 	}
 	stopSupervisor(s, r, false)
 	logf("%s: %d services", s.name(), o.services)
-	if err := largePhase(s, r, filepath.Join(dir, "large"), o); err != nil {
+	launched, err := largePhase(s, r, filepath.Join(dir, "large"), o)
+	if err != nil {
 		r.fail("%d services: %v", o.services, err)
 	}
-	stopSupervisor(s, r, true)
+	stopSupervisor(s, r, launched)
 	return r
 }
 
@@ -103,7 +105,7 @@ func respawnPhase(s supervisor, r *result, dir string, o options) error {
 	if err != nil {
 		return err
 	}
-	_, err = timeDown(s, viaAPI, pidsOf(live))
+	_, err = timeDown(s, viaAPI, live, o.minAge)
 	return err
 }
 
@@ -166,9 +168,20 @@ func killLoop(log *markerLog, live []start, kills int, minAge time.Duration) ([]
 }
 
 // timeDown brings every service down and returns the time from the
-// command to the moment the last of services, the live service processes,
-// was reaped.
-func timeDown(s supervisor, v via, services []int) (time.Duration, error) {
+// command to the moment the last of live was reaped.
+//
+// It first lets the youngest service reach minAge: runsv sleeps a whole
+// second, deaf to commands, after a service that lived less than a second
+// exits, which would delay the next start all.
+func timeDown(s supervisor, v via, live []start, minAge time.Duration) (time.Duration, error) {
+	var youngest time.Time
+	for _, st := range live {
+		if st.at.After(youngest) {
+			youngest = st.at
+		}
+	}
+	time.Sleep(time.Until(youngest.Add(minAge)))
+	services := pidsOf(live)
 	t0 := time.Now()
 	if err := s.downAll(v); err != nil {
 		return 0, err
@@ -224,11 +237,13 @@ func pidsOf(starts []start) []int {
 	return p
 }
 
-func largePhase(s supervisor, r *result, dir string, o options) error {
+// largePhase measures everything about N services. It reports whether the
+// supervisor was launched, so that its shutdown is worth timing.
+func largePhase(s supervisor, r *result, dir string, o options) (bool, error) {
 	t0 := time.Now()
 	log, err := setup(s, dir, o.services)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer log.Close()
 	r.launch = time.Since(t0)
@@ -236,7 +251,7 @@ func largePhase(s supervisor, r *result, dir string, o options) error {
 	// Start all through the supervisor's own interface.
 	starts, up, answer, err := startCycle(s, viaAPI, log, o.services)
 	if err != nil {
-		return fmt.Errorf("start all (API): %w", err)
+		return true, fmt.Errorf("start all (API): %w", err)
 	}
 	r.upAPI, r.answerAPI = up, answer
 	time.Sleep(o.settle)
@@ -249,9 +264,10 @@ func largePhase(s supervisor, r *result, dir string, o options) error {
 	pids := supervisorPids(s.root(), svc, tracked.markerExe)
 	r.mem = measureMemory(pids)
 	r.idleProcs = len(pids)
-	c0 := sampleCPU(pids)
+	m0, c0 := machineBusyTicks(), sampleCPU(pids)
 	time.Sleep(o.idle)
-	c1 := sampleCPU(pids)
+	c1, m1 := sampleCPU(pids), machineBusyTicks()
+	r.idleMachineTicks = m1 - m0
 	r.idleTicks = c1.ticks - c0.ticks
 	r.idleSchedNs = c1.schedNs - c0.schedNs
 	r.idleSwitches = c1.switches - c0.switches
@@ -291,17 +307,16 @@ func largePhase(s supervisor, r *result, dir string, o options) error {
 	}
 
 	// Down through the API, then a second cycle through the CLI.
-	if r.downAPI, err = timeDown(s, viaAPI, pidsOf(live)); err != nil {
-		return fmt.Errorf("down all (API): %w", err)
+	if r.downAPI, err = timeDown(s, viaAPI, live, o.minAge); err != nil {
+		return true, fmt.Errorf("down all (API): %w", err)
 	}
 	starts, up, answer, err = startCycle(s, viaCLI, log, o.services)
 	if err != nil {
-		return fmt.Errorf("start all (CLI): %w", err)
+		return true, fmt.Errorf("start all (CLI): %w", err)
 	}
 	r.upCLI, r.answerCLI = up, answer
-	time.Sleep(o.settle)
-	if r.downCLI, err = timeDown(s, viaCLI, pidsOf(starts)); err != nil {
-		return fmt.Errorf("down all (CLI): %w", err)
+	if r.downCLI, err = timeDown(s, viaCLI, starts, o.minAge); err != nil {
+		return true, fmt.Errorf("down all (CLI): %w", err)
 	}
-	return nil
+	return true, nil
 }

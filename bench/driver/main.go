@@ -63,10 +63,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "driver: RESPAWN_SERVICES and SERVICES must be at least 1")
 		os.Exit(2)
 	}
-	if err := tracked.open(filepath.Join(*work, "pids"), marker); err != nil {
-		fmt.Fprintln(os.Stderr, "driver:", err)
-		os.Exit(1)
-	}
+	tracked.markerExe = marker
 
 	// Whatever happens, leave no process behind.
 	sigs := make(chan os.Signal, 1)
@@ -83,6 +80,7 @@ func main() {
 	if which == "" {
 		which = "cfkd,supervisord,runit,s6"
 	}
+	loadBefore := loadAvg()
 	var results []*result
 	for _, name := range strings.Split(which, ",") {
 		var s supervisor
@@ -107,5 +105,5 @@ func main() {
 		}
 		results = append(results, benchmark(s, o))
 	}
-	report(os.Stdout, o, results)
+	report(os.Stdout, o, results, loadBefore, loadAvg())
 }

@@ -64,49 +64,28 @@ func (p *proc) wait(timeout time.Duration) error {
 }
 
 // tracker remembers every process group and service pid the driver caused
-// to exist, so that an interrupted or failed run leaves nothing behind. It
-// also writes them to a file for run.sh, in case the driver itself is
-// killed.
+// to exist, so that an interrupted or failed run leaves nothing behind.
+// (Should the driver itself be killed, run.sh finds the leftovers by their
+// executable or directory under its scratch directory.)
 type tracker struct {
 	mu        sync.Mutex
 	groups    []int
 	services  map[int]bool
-	markerExe string
-	file      *os.File
+	markerExe string // set once before any process is launched
 }
 
 var tracked = &tracker{services: map[int]bool{}}
-
-func (t *tracker) open(path, markerExe string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.file, t.markerExe = f, markerExe
-	return nil
-}
 
 func (t *tracker) group(pgid int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.groups = append(t.groups, pgid)
-	if t.file != nil {
-		fmt.Fprintf(t.file, "%d\n", pgid)
-	}
 }
 
 func (t *tracker) service(pid int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.services[pid] {
-		return
-	}
 	t.services[pid] = true
-	if t.file != nil {
-		fmt.Fprintf(t.file, "%d\n", pid)
-	}
 }
 
 // killAll sends SIGKILL to every group launched and to every service

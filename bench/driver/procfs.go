@@ -188,3 +188,37 @@ func sampleCPU(pids []int) cpuSample {
 	}
 	return s
 }
+
+// machineBusyTicks is the CPU time, in clock ticks, all CPUs have spent
+// doing anything but idling or waiting for I/O since boot (from the "cpu"
+// line of /proc/stat). The difference over a window shows whether
+// something else on the machine disturbed a measurement.
+func machineBusyTicks() uint64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy uint64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		// user nice system idle iowait irq softirq steal guest guest_nice;
+		// guest time is already counted in user.
+		if i == 3 || i == 4 || i >= 8 {
+			continue
+		}
+		busy += n
+	}
+	return busy
+}
+
+// loadAvg is the first field of /proc/loadavg.
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}

@@ -69,7 +69,7 @@ func machine() []string {
 	}
 }
 
-func report(w io.Writer, o options, results []*result) {
+func report(w io.Writer, o options, results []*result, loadBefore, loadAfter string) {
 	fmt.Fprintf(w, "## Results\n\n")
 	for _, l := range machine() {
 		fmt.Fprintf(w, "- %s\n", l)
@@ -77,6 +77,7 @@ func report(w io.Writer, o options, results []*result) {
 	if c := os.Getenv("BENCH_COMMAND"); c != "" {
 		fmt.Fprintf(w, "- command: `%s`\n", c)
 	}
+	fmt.Fprintf(w, "- load average (1 min) before / after the run: %s / %s\n", loadBefore, loadAfter)
 	fmt.Fprintf(w, "- settings: KILLS=%d RESPAWN_SERVICES=%d SERVICES=%d STATUS_RUNS=%d IDLE_SECS=%g, kill only services older than %v\n\n",
 		o.kills, o.respawnServices, o.services, o.statusRuns, o.idle.Seconds(), o.minAge)
 
@@ -136,6 +137,12 @@ func report(w io.Writer, o options, results []*result) {
 				return "—"
 			}
 			return fmt.Sprint(r.idleSwitches)
+		}},
+		{fmt.Sprintf("whole machine's CPU over the same %gs (ms)", o.idle.Seconds()), func(r *result) string {
+			if r.idleProcs == 0 {
+				return "—"
+			}
+			return fmt.Sprint(r.idleMachineTicks * 1000 / clockTicksPerSec)
 		}},
 		{fmt.Sprintf("launch with %d declared services, until ready (ms)", n),
 			func(r *result) string { return orDash(r.launch, ms) }},

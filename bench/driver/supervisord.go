@@ -33,7 +33,7 @@ func (s *supervisord) version() string {
 }
 
 func (s *supervisord) tuning() string {
-	return "`[supervisord] nodaemon=true loglevel=warn minfds=65536 minprocs=8192`; each " +
+	return "`[supervisord] nodaemon=true loglevel=warn minfds=16384 minprocs=8192`; each " +
 		"`[program:mNNNN] command=marker FILE autostart=false autorestart=true startsecs=0 " +
 		"stopsignal=TERM stopwaitsecs=2 stdout_logfile=NONE stderr_logfile=NONE` " +
 		"(startsecs=0: RUNNING at once, no start wait; autorestart=true: restart at once on any " +
@@ -52,7 +52,7 @@ logfile=%[1]s/supervisord.log
 pidfile=%[1]s/supervisord.pid
 childlogdir=%[1]s
 loglevel=warn
-minfds=65536
+minfds=16384
 minprocs=8192
 
 [unix_http_server]

@@ -60,8 +60,10 @@ func (s *scanner) tuning() string {
 	}
 	return "`s6-svscan -c 2N SCANDIR` (default limit is 500 services); each service dir: `run` = " +
 		"symlink to the marker (no shell; s6-supervise passes the service name as argv[1], so " +
-		"the marker reads MARKER_FILE first), `down` file, no `finish`, no `log/`, no " +
-		"notification-fd. `start all` = `s6-svc -u DIR` for each dir (s6-svc takes one dir; a " +
+		"the marker reads MARKER_FILE first), `down` file, `notification-fd` = 3 (the marker " +
+		"writes its readiness newline there right after its start line: without readiness, " +
+		"s6-supervise 2.11 always waits 1 s before a restart), no `finish`, no `log/`. " +
+		"MARKER_FILE and MARKER_READY_FD in s6-svscan's environment. `start all` = `s6-svc -u DIR` for each dir (s6-svc takes one dir; a " +
 		"`/bin/sh` loop) / writing `u` to each `supervise/control`."
 }
 
