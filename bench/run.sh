@@ -6,7 +6,8 @@
 #
 # Knobs (environment): KILLS=30 RESPAWN_SERVICES=5 SERVICES=1000
 # STATUS_RUNS=20 IDLE_SECS=10 MIN_AGE_MS=1200 SETTLE_MS=1500
-# SUPERVISORS=cfkd,supervisord,runit,s6  INSTALL=1 (apt-get the peers if
+# SUPERVISORS=cfkd,supervisord,runit,s6  RUN_SCRIPT= (sh|execline: runit and
+# s6 run files exec the marker from a script)  INSTALL=1 (apt-get the peers if
 # missing)  WAIT_QUIET=0 (seconds to wait for a 1-min load average < 0.5)
 # WORK=<scratch dir, default a new /tmp/cfk-bench.*>  KEEP=0 (keep WORK)
 # OUT=<file for the markdown report, default $WORK/report.md>
@@ -25,7 +26,7 @@ export SUPERVISORS
 
 # The exact command, for the report: the knobs that were set, then argv.
 cmdline=""
-for v in KILLS RESPAWN_SERVICES SERVICES STATUS_RUNS IDLE_SECS MIN_AGE_MS SETTLE_MS SUPERVISORS; do
+for v in KILLS RESPAWN_SERVICES SERVICES STATUS_RUNS IDLE_SECS MIN_AGE_MS SETTLE_MS SUPERVISORS RUN_SCRIPT; do
 	if [[ -n "${!v:-}" && ! ( $v == SUPERVISORS && ${!v} == cfkd,supervisord,runit,s6 ) ]]; then
 		cmdline+="$v=${!v} "
 	fi

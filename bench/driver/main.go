@@ -94,9 +94,9 @@ func main() {
 		case "supervisord":
 			s = &supervisord{}
 		case "runit":
-			s = &scanner{flavor: "runit"}
+			s = &scanner{flavor: "runit", script: os.Getenv("RUN_SCRIPT")}
 		case "s6":
-			s = &scanner{flavor: "s6"}
+			s = &scanner{flavor: "s6", script: os.Getenv("RUN_SCRIPT")}
 		case "":
 			continue
 		default:

@@ -30,6 +30,7 @@ import (
 // the newline to the fd named by notification-fd.
 type scanner struct {
 	flavor   string // "runit" or "s6"
+	script   string // run file: "" the marker itself, "sh" or "execline" a script exec'ing it
 	dir      string
 	scandir  string
 	services []string // absolute paths of the service directories
@@ -40,7 +41,12 @@ type scanner struct {
 // readiness line; any fd above 2 would do.
 const s6NotificationFd = "3"
 
-func (s *scanner) name() string { return s.flavor }
+func (s *scanner) name() string {
+	if s.script != "" {
+		return s.flavor + " (" + s.script + " run)"
+	}
+	return s.flavor
+}
 
 func (s *scanner) version() string {
 	pkg := s.flavor
@@ -52,19 +58,31 @@ func (s *scanner) version() string {
 }
 
 func (s *scanner) tuning() string {
+	run := "`run` = symlink to the marker (no shell)"
+	switch s.script {
+	case "sh":
+		run = "`run` = `#!/bin/sh` + `exec marker`"
+	case "execline":
+		run = "`run` = `#!/usr/bin/execlineb -P` + `marker`"
+	}
+	return strings.Replace(s.tuningText(), "`run` = symlink to the marker (no shell)", run, 1)
+}
+
+func (s *scanner) tuningText() string {
 	if s.flavor == "runit" {
 		return "`runsvdir SCANDIR`; each service dir: `run` = symlink to the marker (no shell), " +
 			"`down` file (declared down), no `finish`, no `log/`. MARKER_FILE in runsvdir's " +
 			"environment. `start all` = `sv up DIR...` (one sv process, 1000 arguments) / " +
 			"writing `u` to each `supervise/control`. runsvdir starts at most 1000 services."
 	}
-	return "`s6-svscan -c 2N SCANDIR` (default limit is 500 services); each service dir: `run` = " +
-		"symlink to the marker (no shell; s6-supervise passes the service name as argv[1], so " +
-		"the marker reads MARKER_FILE first), `down` file, `notification-fd` = 3 (the marker " +
-		"writes its readiness newline there right after its start line: without readiness, " +
-		"s6-supervise 2.11 always waits 1 s before a restart), no `finish`, no `log/`. " +
-		"MARKER_FILE and MARKER_READY_FD in s6-svscan's environment. `start all` = `s6-svc -u DIR` for each dir (s6-svc takes one dir; a " +
-		"`/bin/sh` loop) / writing `u` to each `supervise/control`."
+	return "`s6-svscan -c 2N SCANDIR` (default limit is 500 services); each service dir: " +
+		"`run` = symlink to the marker (no shell), `down` file, `notification-fd` = 3 (the " +
+		"marker writes its readiness newline there right after its start line: without " +
+		"readiness, s6-supervise 2.11 always waits 1 s before a restart), no `finish`, no " +
+		"`log/`. MARKER_FILE and MARKER_READY_FD in s6-svscan's environment (s6-supervise " +
+		"passes the service name as argv[1], so the marker reads MARKER_FILE first). " +
+		"`start all` = `s6-svc -u DIR` for each dir (s6-svc takes one dir; a `/bin/sh` " +
+		"loop) / writing `u` to each `supervise/control`."
 }
 
 func (s *scanner) launch(dir string, n int, markerFile string) error {
@@ -76,7 +94,7 @@ func (s *scanner) launch(dir string, n int, markerFile string) error {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
-		if err := os.Symlink(tracked.markerExe, filepath.Join(d, "run")); err != nil {
+		if err := s.writeRun(filepath.Join(d, "run")); err != nil {
 			return err
 		}
 		if err := os.WriteFile(filepath.Join(d, "down"), nil, 0o644); err != nil {
@@ -120,6 +138,23 @@ func (s *scanner) launch(dir string, n int, markerFile string) error {
 		return fmt.Errorf("%s: %d service supervisors not listening (see %s)", s.flavor, len(pending), dir)
 	}
 	return nil
+}
+
+// writeRun makes the service's run file: by default a symlink to the
+// marker, else the usual one-line script that execs it.
+func (s *scanner) writeRun(path string) error {
+	var script string
+	switch s.script {
+	case "":
+		return os.Symlink(tracked.markerExe, path)
+	case "sh":
+		script = "#!/bin/sh\nexec " + tracked.markerExe + "\n"
+	case "execline":
+		script = "#!/usr/bin/execlineb -P\n" + tracked.markerExe + "\n"
+	default:
+		return fmt.Errorf("RUN_SCRIPT=%q: want sh or execline", s.script)
+	}
+	return os.WriteFile(path, []byte(script), 0o755)
 }
 
 func (s *scanner) root() int { return s.p.pid() }
