@@ -80,15 +80,11 @@ func Inherited() ([]InheritedFile, error) {
 			return nil, fmt.Errorf("%s has %d names but %s is %d", envListenFdNames, len(names), envListenFds, n)
 		}
 	}
-	var errs []error
 	for i := range n {
 		fd := sdListenFdsStart + i
 		if err := setCloexec(fd); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%d but fd %d is not open", envListenFds, n, fd))
+			return nil, fmt.Errorf("%s=%d but fd %d is not open", envListenFds, n, fd)
 		}
-	}
-	if len(errs) > 0 {
-		return nil, errs[0]
 	}
 	files := make([]InheritedFile, n)
 	for i, name := range names {
@@ -191,7 +187,8 @@ func checkListening(fd int) error {
 		if err != nil {
 			return err
 		}
-		if proto != unix.IPPROTO_TCP {
+		// Go's net package listens with MPTCP when the kernel has it.
+		if proto != unix.IPPROTO_TCP && proto != unix.IPPROTO_MPTCP {
 			return errNotTCPOrUnix
 		}
 	default:

@@ -17,13 +17,14 @@ const somaxconnPath = "/proc/sys/net/core/somaxconn"
 // Socket is a bound (or adopted) listening socket. cfkd holds it and never
 // accepts on it; its fd is what the workers inherit.
 type Socket struct {
-	spec    Spec
-	file    *os.File
-	fd      int
-	family  int // unix.AF_INET, AF_INET6 or AF_UNIX
-	addr    string
-	port    int
-	adopted bool
+	spec     Spec
+	file     *os.File
+	fd       int
+	family   int // unix.AF_INET, AF_INET6 or AF_UNIX
+	protocol int // unix.IPPROTO_TCP or IPPROTO_MPTCP for inet; 0 for unix
+	addr     string
+	port     int
+	adopted  bool
 
 	// path is the unix socket file Bind created, removed by Close if it
 	// is still the inode pathID names; empty for TCP and adopted sockets.
@@ -250,7 +251,15 @@ func newSocket(spec Spec, fd int, adopted bool) (*Socket, error) {
 		}
 		return nil, err
 	}
-	return &Socket{spec: spec, file: f, fd: fd, family: family, addr: addr, port: port, adopted: adopted}, nil
+	protocol := 0
+	if family != unix.AF_UNIX {
+		if protocol, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return &Socket{spec: spec, file: f, fd: fd, family: family, protocol: protocol,
+		addr: addr, port: port, adopted: adopted}, nil
 }
 
 // fileName is the name of a socket's *os.File, as it shows in errors and

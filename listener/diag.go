@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -58,8 +59,9 @@ var (
 // sock_diag: for a listening TCP socket inet_diag's idiag_rqueue is the
 // accept queue and idiag_wqueue the backlog, for a unix socket
 // UNIX_DIAG_RQLEN says the same. The socket is found by its inode. It
-// works for TCP over IPv4 and IPv6 and for unix stream sockets, bound or
-// adopted, in cfkd's network namespace.
+// works for TCP (and MPTCP, which Go's net package listens with) over IPv4
+// and IPv6 and for unix stream sockets, bound or adopted, in cfkd's
+// network namespace.
 func (s *Socket) Queue() (QueueStat, error) {
 	ino, err := s.inode()
 	var q QueueStat
@@ -67,7 +69,7 @@ func (s *Socket) Queue() (QueueStat, error) {
 		if s.family == unix.AF_UNIX {
 			q, err = unixQueue(ino)
 		} else {
-			q, err = tcpQueue(s.family, ino)
+			q, err = tcpQueue(s.family, s.protocol, ino)
 		}
 	}
 	if err != nil {
@@ -79,12 +81,15 @@ func (s *Socket) Queue() (QueueStat, error) {
 // inode is the socket's inode number, which sock_diag reports.
 func (s *Socket) inode() (uint32, error) {
 	rc, err := s.file.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
 	var st unix.Stat_t
 	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }); err != nil {
+	if err == nil {
+		err = rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) })
+	}
+	if errors.Is(err, os.ErrClosed) {
+		return 0, errors.New("the socket is closed")
+	}
+	if err != nil {
 		return 0, err
 	}
 	if serr != nil {
@@ -95,10 +100,10 @@ func (s *Socket) inode() (uint32, error) {
 
 // tcpQueue dumps the listening TCP sockets of one family (never the
 // established ones, of which a web host has many) and picks ours.
-func tcpQueue(family int, ino uint32) (QueueStat, error) {
+func tcpQueue(family, protocol int, ino uint32) (QueueStat, error) {
 	req := make([]byte, sizeofInetDiagReqV2)
-	req[0] = uint8(family)    // sdiag_family
-	req[1] = unix.IPPROTO_TCP // sdiag_protocol
+	req[0] = uint8(family)   // sdiag_family
+	req[1] = uint8(protocol) // sdiag_protocol: IPPROTO_TCP or IPPROTO_MPTCP
 	// req[2] idiag_ext = 0: no extensions; req[3] pad.
 	binary.NativeEndian.PutUint32(req[4:], 1<<tcpListen) // idiag_states
 	// req[8:56] id: zero, a dump matches on states only.
