@@ -90,3 +90,29 @@ func FuzzParseAddress(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSpecSet feeds every attribute any text: Set never panics, answers
+// nil or exactly "invalid value", and leaves the Spec alone on error.
+func FuzzSpecSet(f *testing.F) {
+	for _, v := range []string{"", "0660", "max", "128", "yes", "none", "root", "65534", "::1", "/tmp/x", "http", " 8 "} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		for _, attr := range Attributes() {
+			s := Spec{Name: "s", Host: "::1", Service: "80", ListenQSize: 9, Nonblocking: true, Mode: 0o600}
+			before := s
+			err := s.Set(attr, value)
+			if err != nil {
+				if err.Error() != "invalid value" {
+					t.Fatalf("Set(%q, %q) = %q", attr, value, err)
+				}
+				if s != before {
+					t.Fatalf("Set(%q, %q) failed but changed the spec: %+v", attr, value, s)
+				}
+			}
+			if s.ListenQSize < 0 || s.Mode&^0o777 != 0 {
+				t.Fatalf("Set(%q, %q) made %+v", attr, value, s)
+			}
+		}
+	})
+}
