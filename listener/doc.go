@@ -38,6 +38,10 @@
 //   - Adopt keeps its own dup of the fd and closes the caller's file,
 //     because File.Fd on a file made by package net puts the socket into
 //     blocking mode, and that would change it for every worker.
+//   - An adopted fd that is already non-blocking, and is declared so,
+//     is wrapped as it is and therefore sits in Go's poller: clearing
+//     O_NONBLOCK for a moment to avoid that could block a worker that is
+//     accepting on it right now, and correctness beats a wakeup.
 //   - Never wrap a Socket's fd in net.FileListener inside cfkd: that sets
 //     O_NONBLOCK on the shared description.
 //   - A unix socket gets its Mode with fchmod before bind(2), so the path
@@ -62,6 +66,26 @@
 // (::ffff:a.b.c.d) is bound as plain IPv4, as the original did. IPv6
 // sockets are IPV6_V6ONLY, so "::" and "0.0.0.0" on one port are two
 // sockets that can both be declared, as with nginx.
+//
+// # Decisions
+//
+//   - sock_diag is spoken directly (diag.go, with golang.org/x/sys/unix)
+//     rather than through github.com/vishvananda/netlink: the library's
+//     SocketDiagTCPInfo and UnixSocketDiagInfo dump every socket in every
+//     state, every connection of a busy web host included, while cfkd needs
+//     the listening TCP sockets only (an idiag_states filter) or one unix
+//     socket (unix_diag's lookup by inode, no dump at all).
+//   - listen_qsize=max and an unset listen_qsize are the same thing, the
+//     kernel's maximum, so both are stored as 0 and somaxconn is read when
+//     the socket is bound.
+//   - Set checks each value on its own (a host must parse, a service name
+//     must be in /etc/services, an owner must exist) so that a typo is an
+//     immediate `invalid value`; whether host and service agree is known
+//     only when both are set, and is Bind's error.
+//   - The fds Inherited returns are InheritedFile values: a Go package
+//     cannot hold both a func and a type named Inherited.
+//   - A TCP listener that Go's net package made is MPTCP when the kernel
+//     has it; Adopt takes it as TCP and Queue asks mptcp_diag for it.
 //
 // # systemd socket activation
 //
