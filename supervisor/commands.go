@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
-	"strings"
 
 	"github.com/controlfreak-go/cfk/console"
 	"github.com/controlfreak-go/cfk/eventlog"
@@ -23,7 +22,7 @@ func (s *Supervisor) execute(req console.Request, done func([]string, error)) {
 	case console.KindService:
 		done(nil, s.declareService(req.Name, req.Attr, req.Value))
 	case console.KindSocket:
-		done(nil, fmt.Errorf("sockets are not supported by this cfkd yet (socket '%s')", req.Name))
+		done(nil, s.declareSocket(req.Name, req.Attr, req.Value))
 	case console.KindProxy, console.KindProxyService:
 		done(nil, fmt.Errorf("proxies are not supported by this cfkd yet (proxy '%s')", req.Name))
 	case console.KindCommand:
@@ -72,9 +71,9 @@ func init() {
 		"proxystatus": func(_ *Supervisor, _ []string, done func([]string, error)) { done(nil, nil) },
 		"proxyup":     noProxy,
 		"proxydown":   noProxy,
-		"bind": func(_ *Supervisor, args []string, done func([]string, error)) {
-			done(nil, fmt.Errorf("unknown socket '%s'", strings.Join(args, " ")))
-		},
+		"bind":        (*Supervisor).cmdBind,
+		"unbind":      (*Supervisor).cmdUnbind,
+		"sockets":     (*Supervisor).cmdSockets,
 		"shutdown": func(s *Supervisor, _ []string, done func([]string, error)) {
 			done(nil, nil)
 			s.beginShutdown()

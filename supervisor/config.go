@@ -45,6 +45,10 @@ type Config struct {
 	IgnoreStderr      bool
 	NoNewSession      bool
 	TieStdinTo        string
+
+	// Sockets are handed to the child as fds 3, 4, ... in this order,
+	// with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (systemd's protocol).
+	Sockets []string
 }
 
 // EnvVar is one add_env setting.
@@ -168,6 +172,44 @@ var serviceAttrs = map[string]attribute{
 		},
 		unset: func(c *Config) { c.TieStdinTo = "" },
 	},
+}
+
+func init() {
+	serviceAttrs["sockets"] = attribute{
+		set: func(c *Config, v string) error {
+			var names []string
+			for _, n := range strings.Split(strings.Join(strings.Fields(v), ""), ",") {
+				if n == "" {
+					continue
+				}
+				if !socketNameRe.MatchString(n) {
+					return errInvalidValue
+				}
+				for _, seen := range names {
+					if seen == n {
+						return errInvalidValue
+					}
+				}
+				names = append(names, n)
+			}
+			c.Sockets = names
+			return nil
+		},
+		unset: func(c *Config) { c.Sockets = nil },
+	}
+}
+
+// usesSocket reports whether the service takes socket name, as stdin or fd.
+func (c *Config) usesSocket(name string) bool {
+	if c.TieStdinTo == name {
+		return true
+	}
+	for _, n := range c.Sockets {
+		if n == name {
+			return true
+		}
+	}
+	return false
 }
 
 var socketNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)

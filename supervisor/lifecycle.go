@@ -24,10 +24,15 @@ func (s *Supervisor) start(svc *service) error {
 	if !svc.cfg.HasCmd() {
 		return fmt.Errorf("Service '%s' has no known command", svc.name)
 	}
-	if svc.cfg.TieStdinTo != "" {
-		// Sockets come with the listener package; until a socket can be
-		// bound, a service tied to one cannot start (never /dev/null).
-		return fmt.Errorf("Service '%s' cannot start: socket '%s' is unknown", svc.name, svc.cfg.TieStdinTo)
+	spec := s.spawnSpec(svc)
+	if err := s.childSockets(svc, spec); err != nil {
+		// Never a silent /dev/null: the start fails, and says why.
+		s.disarm(svc, backoffTimer)
+		svc.state = Fail
+		svc.failReason = err.Error()
+		svc.stopTime = time.Now()
+		s.logf(eventlog.Error, "cannot start %s: %v", svc.name, err)
+		return fmt.Errorf("Service '%s' cannot start: %v", svc.name, err)
 	}
 	s.disarm(svc, backoffTimer)
 	svc.startTime = time.Now()
@@ -41,7 +46,7 @@ func (s *Supervisor) start(svc *service) error {
 	s.arm(svc, startTimer, svc.cfg.StartWait)
 
 	s.logf(eventlog.Info, "starting %s", svc.name)
-	pid, err := s.run.spawn(s.spawnSpec(svc))
+	pid, err := s.run.spawn(spec)
 	if err != nil {
 		// A command that cannot be exec'd fails like one that dies at
 		// once: the same backoff rules apply (the binary may appear).
@@ -288,6 +293,9 @@ func (s *Supervisor) beginShutdown() {
 	}
 	s.shuttingDown = true
 	s.logf(eventlog.Info, "shutting down: stopping every service")
+	if s.opts.OnShutdown != nil {
+		s.opts.OnShutdown()
+	}
 	var longest time.Duration
 	for _, svc := range s.sortedServices() {
 		if svc.cfg.StopWait > longest {
@@ -328,8 +336,5 @@ func (s *Supervisor) checkShutdown() {
 	case <-s.shutdownDone:
 	default:
 		close(s.shutdownDone)
-		if s.opts.OnShutdown != nil {
-			s.opts.OnShutdown()
-		}
 	}
 }

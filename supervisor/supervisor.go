@@ -28,9 +28,13 @@ type Options struct {
 	Log *eventlog.Logger
 	// Env is the environment every child starts from (cfkd's own when nil).
 	Env []string
-	// OnShutdown is called (from the loop) once `command shutdown` has
-	// been answered and every service is down.
+	// OnShutdown is called (from the loop, so it must not block) when a
+	// shutdown begins, whether asked by a signal or `command shutdown`.
 	OnShutdown func()
+	// Inherited are listening sockets cfkd was started with (systemd
+	// socket activation), by name: a socket declared with the same name
+	// adopts its fd instead of binding.
+	Inherited map[string]*os.File
 }
 
 // Supervisor owns every service. Its exported methods are safe to call from
@@ -51,6 +55,7 @@ type Supervisor struct {
 	shuttingDown bool
 	shutdownDone chan struct{}
 	lingering    map[int]bool // process groups left by a stopped service, awaiting stopwait
+	sockets      map[string]*socketEntry
 }
 
 type event interface{}
@@ -111,6 +116,7 @@ func New(opts Options) (*Supervisor, error) {
 		out:          out,
 		shutdownDone: make(chan struct{}),
 		lingering:    map[int]bool{},
+		sockets:      map[string]*socketEntry{},
 	}, nil
 }
 
@@ -145,6 +151,7 @@ func (s *Supervisor) Run() {
 			s.handle(ev)
 		case <-s.shutdownDone:
 			s.logf(eventlog.Info, "all services are down; exiting")
+			s.closeSockets()
 			return
 		}
 	}

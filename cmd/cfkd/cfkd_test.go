@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type daemon struct {
+type cfkdProc struct {
 	t    *testing.T
 	home string
 	addr string
@@ -46,10 +46,10 @@ type daemon struct {
 }
 
 // startCfkd runs cfkd in the foreground with a fresh home.
-func startCfkd(t *testing.T, args ...string) *daemon {
+func startCfkd(t *testing.T, args ...string) *cfkdProc {
 	t.Helper()
 	home := t.TempDir()
-	d := &daemon{t: t, home: home, addr: "unix:" + filepath.Join(home, "sock"), done: make(chan struct{})}
+	d := &cfkdProc{t: t, home: home, addr: "unix:" + filepath.Join(home, "sock"), done: make(chan struct{})}
 	for i, a := range args {
 		if a == "-a" && i+1 < len(args) {
 			d.addr = args[i+1]
@@ -84,7 +84,7 @@ func startCfkd(t *testing.T, args ...string) *daemon {
 	return d
 }
 
-func (d *daemon) client() *console.Client {
+func (d *cfkdProc) client() *console.Client {
 	d.t.Helper()
 	c, err := console.Dial(d.addr, 5*time.Second)
 	if err != nil {
@@ -94,7 +94,7 @@ func (d *daemon) client() *console.Client {
 	return c
 }
 
-func (d *daemon) must(c *console.Client, line string) []string {
+func (d *cfkdProc) must(c *console.Client, line string) []string {
 	d.t.Helper()
 	out, err := c.Do(line)
 	if err != nil {
@@ -103,7 +103,7 @@ func (d *daemon) must(c *console.Client, line string) []string {
 	return out
 }
 
-func (d *daemon) wait(timeout time.Duration) {
+func (d *cfkdProc) wait(timeout time.Duration) {
 	d.t.Helper()
 	select {
 	case <-d.done:
@@ -123,7 +123,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func pidOf(t *testing.T, d *daemon, c *console.Client, name string) int {
+func pidOf(t *testing.T, d *cfkdProc, c *console.Client, name string) int {
 	out := d.must(c, "command status service "+name)
 	f := strings.Split(out[0], "\t")
 	pid, _ := strconv.Atoi(f[2])
@@ -205,8 +205,8 @@ func TestLockFile(t *testing.T) {
 }
 
 // startCfkd2 starts cfkd on an existing home.
-func startCfkd2(t *testing.T, home string) *daemon {
-	d := &daemon{t: t, home: home, addr: "unix:" + filepath.Join(home, "sock"), done: make(chan struct{})}
+func startCfkd2(t *testing.T, home string) *cfkdProc {
+	d := &cfkdProc{t: t, home: home, addr: "unix:" + filepath.Join(home, "sock"), done: make(chan struct{})}
 	d.cmd = exec.Command(cfkdBin, "--home", home)
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

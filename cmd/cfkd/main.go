@@ -14,6 +14,7 @@ import (
 
 	"github.com/controlfreak-go/cfk/console"
 	"github.com/controlfreak-go/cfk/eventlog"
+	"github.com/controlfreak-go/cfk/listener"
 	"github.com/controlfreak-go/cfk/supervisor"
 )
 
@@ -104,7 +105,22 @@ func serve(o options, ready *reporter) error {
 	if err := supervisor.BecomeSubreaper(); err != nil {
 		log.Warnf("cannot become a child subreaper: %v", err)
 	}
-	sup, err := supervisor.New(supervisor.Options{Home: o.home, Log: log})
+	// Sockets handed over by systemd (or any socket activator) are
+	// adopted by name when a `socket NAME` declaration binds.
+	inherited, err := listener.Inherited()
+	if err != nil {
+		return err
+	}
+	byName := map[string]*os.File{}
+	for _, in := range inherited {
+		byName[in.Name] = in.File
+		log.Infof("inherited socket '%s' (fd %d) from the service manager", in.Name, in.File.Fd())
+	}
+	notify := newNotifier()
+	sup, err := supervisor.New(supervisor.Options{
+		Home: o.home, Log: log, Inherited: byName,
+		OnShutdown: func() { go notify.stopping() },
+	})
 	if err != nil {
 		return err
 	}
@@ -144,6 +160,9 @@ func serve(o options, ready *reporter) error {
 	}()
 	log.Infof("management socket on %s", o.address)
 	ready.ok()
+	if out, err := sup.Execute(console.Request{Kind: console.KindCommand, Verb: "list"}); err == nil {
+		notify.ready(statusLine(o.address, len(out)))
+	}
 
 	for {
 		select {
@@ -164,6 +183,7 @@ func serve(o options, ready *reporter) error {
 				sup.Shutdown()
 			}
 		case <-sup.Done():
+			notify.stopping()
 			_ = srv.Close()
 			if a, err := console.ParseAddress(o.address); err == nil && a.Network == "unix" {
 				_ = os.Remove(a.Addr)
