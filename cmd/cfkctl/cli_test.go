@@ -39,6 +39,10 @@ func TestRefsBecomeSelectors(t *testing.T) {
 		{[]string{"proxyup", "orig"}, []string{"command proxyup orig"}},
 		{[]string{"proxydown", "orig"}, []string{"command proxydown orig"}},
 		{[]string{"pid", "s1"}, []string{"command status service s1"}},
+		{[]string{"sockets"}, []string{"command sockets"}},
+		{[]string{"sockets", "web"}, []string{"command sockets web"}},
+		{[]string{"bind", "web"}, []string{"command bind web"}},
+		{[]string{"unbind", "web"}, []string{"command unbind web"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -386,5 +390,28 @@ func TestCompletion(t *testing.T) {
 	res = cfkctlAt(t, f, "__complete", "pid", "")
 	if !strings.HasPrefix(res.stdout, "s1\ns2\n") {
 		t.Errorf("pid completion:\n%s", res.stdout)
+	}
+}
+
+func TestSocketsTable(t *testing.T) {
+	f := newFakeCfkd(t, map[string]reply{"command sockets": {body: []string{
+		"web\t127.0.0.1:8080\tbound\t7\tw1,w2\t3\t128",
+		"admin\tunix:/tmp/a.sock\tunbound\t\t\t\t",
+	}}})
+	res := cfkctlAt(t, f, "sockets")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	lines := strings.Split(strings.TrimRight(res.stdout, "\n"), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") {
+		t.Fatalf("output %q", res.stdout)
+	}
+	for _, want := range []string{"web", "127.0.0.1:8080", "bound", "3/128", "w1, w2"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("row %q lacks %q", lines[1], want)
+		}
+	}
+	if !strings.Contains(lines[2], "unbound") || strings.Contains(lines[2], "/ ") {
+		t.Errorf("unbound row %q", lines[2])
 	}
 }
