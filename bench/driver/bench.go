@@ -125,6 +125,9 @@ func setup(s supervisor, dir string, n int) (*markerLog, error) {
 	return log, nil
 }
 
+// killGap is the least time between a restart and the next kill.
+const killGap = 20 * time.Millisecond
+
 // killLoop SIGKILLs the oldest live service, once it has run for minAge,
 // and waits for the supervisor to start a new one, kills times. The
 // latency of one kill is the new process's own first clock reading minus
@@ -137,6 +140,7 @@ func killLoop(log *markerLog, live []start, kills int, minAge time.Duration) ([]
 	}
 	var lat []time.Duration
 	missed := 0
+	var last time.Time // when the previous kill was answered
 	for k := 0; k < kills && len(queue) > 0; k++ {
 		victim := queue[0]
 		queue = queue[1:]
@@ -144,6 +148,9 @@ func killLoop(log *markerLog, live []start, kills int, minAge time.Duration) ([]
 		// service that died within a second of starting; a service this
 		// old is restarted at once by every supervisor measured.
 		time.Sleep(time.Until(victim.at.Add(minAge)))
+		// Let the supervisor finish with the previous restart (logging,
+		// status files) so that each kill finds it idle.
+		time.Sleep(time.Until(last.Add(killGap)))
 		if err := log.read(); err != nil {
 			return lat, missed, queue, err
 		}
@@ -157,6 +164,7 @@ func killLoop(log *markerLog, live []start, kills int, minAge time.Duration) ([]
 			missed++
 			continue
 		}
+		last = time.Now()
 		tracked.service(next.pid)
 		lat = append(lat, next.at.Sub(t0))
 		queue = append(queue, next)
