@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -18,6 +19,10 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 2 && os.Args[1] == "cfkhelper" {
 		helper(os.Args[2], os.Args[3:])
 		return
+	}
+	if err := CloseInheritedOnExec(); err != nil {
+		fmt.Fprintln(os.Stderr, "cloexec:", err)
+		os.Exit(1)
 	}
 	if err := BecomeSubreaper(); err != nil {
 		fmt.Fprintln(os.Stderr, "subreaper:", err)
@@ -77,6 +82,24 @@ func helper(mode string, args []string) {
 			os.Exit(0)
 		}
 		select {}
+	case "accept": // accept on fd 3 (or stdin with "stdin"), answer our pid, close
+		fd := 3
+		if arg(0) == "stdin" {
+			fd = 0
+		}
+		l, err := net.FileListener(os.NewFile(uintptr(fd), "listener"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "no listener:", err)
+			os.Exit(3)
+		}
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				os.Exit(4)
+			}
+			fmt.Fprintf(c, "%d\n", os.Getpid())
+			c.Close()
+		}
 	default:
 		fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
 		os.Exit(2)

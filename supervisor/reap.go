@@ -3,6 +3,7 @@ package supervisor
 import (
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -55,4 +56,24 @@ func reapAll(s *Supervisor) {
 			return
 		}
 	}
+}
+
+// CloseInheritedOnExec marks every fd above stderr that cfkd inherited as
+// close-on-exec. Whatever started cfkd may have leaked descriptors to it
+// (a shell's pipes, a test runner's files); without this they would leak
+// on into every service. Sockets handed over on purpose (LISTEN_FDS) are
+// adopted by name, not inherited blindly.
+func CloseInheritedOnExec() error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		syscall.CloseOnExec(fd)
+	}
+	return nil
 }

@@ -426,3 +426,40 @@ func TestManyClientsAndBadInput(t *testing.T) {
 		t.Fatalf("service changed: %q", out)
 	}
 }
+
+func TestServicesGetOnlyTheirFds(t *testing.T) {
+	d := startCfkd(t)
+	c := d.client()
+	d.must(c, "socket web host=127.0.0.1")
+	d.must(c, "socket web service=0")
+	d.must(c, "socket other host=127.0.0.1")
+	d.must(c, "socket other service=0")
+	d.must(c, "command bind other")
+	d.must(c, "service plain cmd=sleep 1000")
+	d.must(c, "service withsock cmd=sleep 1000")
+	d.must(c, "service withsock sockets=web")
+	d.must(c, "command start all")
+	for name, want := range map[string]int{"plain": 3, "withsock": 4} {
+		// sleep may open locale files for a moment after exec: poll
+		// until the set is what it keeps.
+		var got []string
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			pid := pidOf(t, d, c, name)
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+			got = got[:0]
+			for _, f := range fds {
+				target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, f.Name()))
+				got = append(got, f.Name()+"="+target)
+			}
+			if strings.TrimSpace(string(comm)) == "sleep" && len(got) == want {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if len(got) != want {
+			t.Errorf("%s has fds %v, want %d (console, log, lock, other sockets must not leak)", name, got, want)
+		}
+	}
+}

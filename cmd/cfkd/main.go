@@ -50,6 +50,11 @@ func main() {
 }
 
 func run(o options) error {
+	// Before anything can fork: nothing cfkd inherited by accident may
+	// reach a service.
+	if err := supervisor.CloseInheritedOnExec(); err != nil {
+		return fmt.Errorf("close-on-exec: %w", err)
+	}
 	if o.home == "" {
 		o.home = os.Getenv("CFKD_HOME")
 	}
