@@ -140,8 +140,11 @@ func (r *forkRunner) spawn(spec *spawnSpec) (int, error) {
 // listenPidScript is the exec step that gives a child LISTEN_PID: Go
 // cannot set a variable between fork and exec, so the child first runs
 // the shell, whose $$ is the child's own pid, and the shell execs the
-// real program in the same process. dash starts in well under a
-// millisecond; bench/ measures what this adds to a respawn.
+// real program in the same process. Measured here (fork, exec, exit of
+// /bin/true, median of 400): direct 0.53 ms; through this dash step
+// 1.03-1.06 ms (+0.5 ms); re-executing a Go binary instead costs 1.18 ms
+// for an empty one and 2.4 ms for cfkd itself, so the shell is the
+// cheaper exec step. Services without sockets= take no step at all.
 const listenPidScript = `LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"`
 
 // withListenPid wraps a command in the LISTEN_PID exec step and adds the
