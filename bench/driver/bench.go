@@ -125,6 +125,11 @@ func setup(s supervisor, dir string, n int) (*markerLog, error) {
 	return log, nil
 }
 
+// busyMachineMs is how much CPU the rest of the machine may use during
+// the idle window (the driver's own reads, kernel threads) before the
+// report says the machine was not quiet.
+const busyMachineMs = 500
+
 // killGap is the least time between a restart and the next kill.
 const killGap = 20 * time.Millisecond
 
@@ -276,6 +281,9 @@ func largePhase(s supervisor, r *result, dir string, o options) (bool, error) {
 	time.Sleep(o.idle)
 	c1, m1 := sampleCPU(pids), machineBusyTicks()
 	r.idleMachineTicks = m1 - m0
+	if other := (r.idleMachineTicks - min(r.idleMachineTicks, c1.ticks-c0.ticks)) * 1000 / clockTicksPerSec; other > busyMachineMs {
+		r.fail("other processes used %d ms of CPU during the %v idle window: the machine was not quiet, figures in this column may be disturbed", other, o.idle)
+	}
 	r.idleTicks = c1.ticks - c0.ticks
 	r.idleSchedNs = c1.schedNs - c0.schedNs
 	r.idleSwitches = c1.switches - c0.switches
