@@ -15,14 +15,18 @@ const shellMeta = "$&*(){}[]'\";\\|?<>~`\n"
 // does (SPEC 1.3): a JSON array is used as is; a string with no shell
 // metacharacters is split on whitespace and exec'd directly, so the
 // service's pid is the program's own; anything else runs under /bin/sh -c.
-func (c *Config) Argv() []string {
-	if len(c.CmdArgv) > 0 {
-		return append([]string(nil), c.CmdArgv...)
+func (c *Config) Argv() []string { return commandArgv(c.Cmd, c.CmdArgv) }
+
+// commandArgv applies Perl's exec rule to a declared command, a string or
+// a JSON array.
+func commandArgv(cmd string, argv []string) []string {
+	if len(argv) > 0 {
+		return append([]string(nil), argv...)
 	}
-	if needsShell(c.Cmd) {
-		return []string{"/bin/sh", "-c", c.Cmd}
+	if needsShell(cmd) {
+		return []string{"/bin/sh", "-c", cmd}
 	}
-	return strings.Fields(c.Cmd)
+	return strings.Fields(cmd)
 }
 
 func needsShell(cmd string) bool {

@@ -23,8 +23,10 @@ func (s *Supervisor) execute(req console.Request, done func([]string, error)) {
 		done(nil, s.declareService(req.Name, req.Attr, req.Value))
 	case console.KindSocket:
 		done(nil, s.declareSocket(req.Name, req.Attr, req.Value))
-	case console.KindProxy, console.KindProxyService:
-		done(nil, fmt.Errorf("proxies are not supported by this cfkd yet (proxy '%s')", req.Name))
+	case console.KindProxy:
+		done(nil, s.declareProxy(req.Name, req.Attr, req.Value))
+	case console.KindProxyService:
+		done(nil, s.declareProxyService(req.Name, req.Service, req.Attr, req.Value))
 	case console.KindCommand:
 		s.command(req.Verb, req.Args, done)
 	default:
@@ -57,20 +59,24 @@ var commands map[string]commandFunc
 
 func init() {
 	commands = map[string]commandFunc{
-		"start":       actOn(func(s *Supervisor, svc *service) (bool, error) { return true, s.start(svc) }),
-		"stop":        actOn(func(s *Supervisor, svc *service) (bool, error) { return true, s.stop(svc) }),
-		"restart":     actOn(func(s *Supervisor, svc *service) (bool, error) { return true, s.restart(svc) }),
-		"up":          actOn((*Supervisor).up),
-		"down":        actOn((*Supervisor).down),
-		"destroy":     (*Supervisor).cmdDestroy,
-		"status":      listing((*service).statusLine),
-		"desc":        listing((*service).descLine),
-		"pids":        listing(func(svc *service) string { return svc.name + ": " + itoa0(svc.pid) }),
+		"start":   actOn(func(s *Supervisor, svc *service) (bool, error) { return true, s.start(svc) }),
+		"stop":    actOn(func(s *Supervisor, svc *service) (bool, error) { return true, s.stop(svc) }),
+		"restart": actOn(func(s *Supervisor, svc *service) (bool, error) { return true, s.restart(svc) }),
+		"up":      actOn((*Supervisor).up),
+		"down":    actOn((*Supervisor).down),
+		"destroy": (*Supervisor).cmdDestroy,
+		"status": listing(func(s *Supervisor, svc *service) string {
+			return svc.statusLine(s.proxyField(svc, true))
+		}),
+		"desc": listing(func(s *Supervisor, svc *service) string {
+			return svc.descLine(s.proxyField(svc, false))
+		}),
+		"pids":        listing((*Supervisor).pidsLine),
 		"list":        (*Supervisor).cmdList,
 		"version":     func(_ *Supervisor, _ []string, done func([]string, error)) { done([]string{Version}, nil) },
-		"proxystatus": func(_ *Supervisor, _ []string, done func([]string, error)) { done(nil, nil) },
-		"proxyup":     noProxy,
-		"proxydown":   noProxy,
+		"proxystatus": (*Supervisor).cmdProxyStatus,
+		"proxyup":     (*Supervisor).cmdProxyUp,
+		"proxydown":   (*Supervisor).cmdProxyDown,
 		"bind":        (*Supervisor).cmdBind,
 		"unbind":      (*Supervisor).cmdUnbind,
 		"sockets":     (*Supervisor).cmdSockets,
@@ -79,10 +85,6 @@ func init() {
 			s.beginShutdown()
 		},
 	}
-}
-
-func noProxy(_ *Supervisor, _ []string, done func([]string, error)) {
-	done(nil, errors.New("Couldn't find a valid proxy. bailing."))
 }
 
 func (s *Supervisor) command(verb string, args []string, done func([]string, error)) {
@@ -168,7 +170,7 @@ func actOn(act func(*Supervisor, *service) (bool, error)) commandFunc {
 
 // listing makes a command that prints a line per selected service, all
 // services by default.
-func listing(line func(*service) string) commandFunc {
+func listing(line func(*Supervisor, *service) string) commandFunc {
 	return func(s *Supervisor, args []string, done func([]string, error)) {
 		if len(args) == 0 {
 			args = []string{"all"}
@@ -180,7 +182,7 @@ func listing(line func(*service) string) commandFunc {
 		}
 		out := make([]string, 0, len(svcs))
 		for _, svc := range svcs {
-			out = append(out, line(svc))
+			out = append(out, line(s, svc))
 		}
 		done(out, nil)
 	}

@@ -100,6 +100,10 @@ func helper(mode string, args []string) {
 			fmt.Fprintf(c, "%d\n", os.Getpid())
 			c.Close()
 		}
+	case "proxy":
+		testProxy(false)
+	case "badproxy":
+		testProxy(true)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
 		os.Exit(2)

@@ -46,6 +46,17 @@ func (s *Supervisor) start(svc *service) error {
 	s.arm(svc, startTimer, svc.cfg.StartWait)
 
 	s.logf(eventlog.Info, "starting %s", svc.name)
+	if svc.proxy != "" {
+		// The proxy reports the pid when it has forked.
+		svc.pid, svc.pgid = 0, 0
+		if err := s.startProxied(svc); err != nil {
+			s.logf(eventlog.Error, "cannot start %s: %v", svc.name, err)
+			svc.failReason = err.Error()
+			s.failed(svc)
+			return fmt.Errorf("Service '%s' cannot start: %v", svc.name, err)
+		}
+		return nil
+	}
 	pid, err := s.run.spawn(spec)
 	if err != nil {
 		// A command that cannot be exec'd fails like one that dies at
@@ -88,6 +99,10 @@ func (s *Supervisor) stop(svc *service) error {
 	svc.wantsDown = true
 	s.disarm(svc, startTimer)
 	s.arm(svc, stopTimer, svc.cfg.StopWait)
+	if svc.proxy != "" {
+		s.stopProxied(svc)
+		return nil
+	}
 	s.signal(svc, syscall.SIGTERM)
 	return nil
 }
@@ -162,16 +177,28 @@ func (s *Supervisor) wentDown(svc *service) {
 	for _, f := range fs {
 		f()
 	}
+	if svc.proxy != "" {
+		s.idleCheck[svc.proxy] = true
+	}
 	s.checkShutdown()
 }
 
 // onExit is a reaped child. It routes the exit to its service; children
 // that belong to no service (orphans reparented to us) are just logged.
 func (s *Supervisor) onExit(pid int, ws syscall.WaitStatus) {
+	if p := s.proxyByPid[pid]; p != nil {
+		s.onProxyExit(p, ws)
+		return
+	}
 	svc := s.byPid[pid]
 	if svc == nil {
 		s.logf(eventlog.Debug, "reaped orphan %d: %s", pid, exitReason(ws))
 		return
+	}
+	if svc.proxy != "" {
+		if p := s.proxies[svc.proxy]; p != nil {
+			p.pids.Delete(svc.name)
+		}
 	}
 	delete(s.byPid, pid)
 	s.disarm(svc, startTimer)
@@ -247,11 +274,22 @@ func (s *Supervisor) onTimer(svc *service, kind timerKind) {
 		if svc.state == Starting && svc.pid != 0 {
 			svc.state = Running
 			svc.backoffRetry = 0
+		} else if svc.state == Starting && svc.proxy != "" {
+			svc.failReason = fmt.Sprintf("proxy '%s' did not report the start within startwait_secs", svc.proxy)
+			s.logf(eventlog.Error, "%s: %s", svc.name, svc.failReason)
+			s.stopProxied(svc)
+			s.failed(svc)
 		}
 	case stopTimer:
 		if svc.state == Stopping && svc.pid != 0 {
 			s.logf(eventlog.Warn, "service %s still running after %v, killing", svc.name, svc.cfg.StopWait)
 			s.signal(svc, syscall.SIGKILL)
+		} else if svc.state == Stopping {
+			// A proxied start that never reported a pid.
+			svc.failReason = fmt.Sprintf("proxy '%s' never reported the pid", svc.proxy)
+			svc.state = Fail
+			svc.stopTime = time.Now()
+			s.wentDown(svc)
 		}
 	case backoffTimer:
 		if svc.state == Backoff {
@@ -307,12 +345,19 @@ func (s *Supervisor) beginShutdown() {
 	}
 	// A last resort: whatever has not gone after the longest stopwait
 	// and a KILL is not waited for.
-	time.AfterFunc(longest+2*time.Second, func() {
+	time.AfterFunc(longest+proxyKillWait+2*time.Second, func() {
 		s.send(funcEvent{func() {
 			for _, svc := range s.services {
 				if svc.isUp() {
 					s.logf(eventlog.Error, "%s did not exit after KILL; exiting anyway", svc.name)
 					svc.pid, svc.state = 0, Fail
+				}
+			}
+			for _, p := range s.proxies {
+				if p.up() {
+					s.logf(eventlog.Error, "proxy '%s' did not exit; exiting anyway", p.name)
+					_ = syscall.Kill(p.pid, syscall.SIGKILL)
+					p.pid = 0
 				}
 			}
 			s.lingering = map[int]bool{}
@@ -331,6 +376,16 @@ func (s *Supervisor) checkShutdown() {
 		if svc.isUp() {
 			return
 		}
+	}
+	proxiesUp := false
+	for _, p := range s.proxies {
+		if p.up() {
+			s.stopProxy(p, "shutdown")
+			proxiesUp = true
+		}
+	}
+	if proxiesUp {
+		return
 	}
 	select {
 	case <-s.shutdownDone:

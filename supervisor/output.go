@@ -67,9 +67,16 @@ func newOutputReader(log *eventlog.Logger) (*outputReader, error) {
 
 // add starts reading fd, the read end of a service's pipe.
 func (r *outputReader) add(fd int, name string, st stream, pid int) {
-	p := &pipeState{fd: fd, pid: pid, category: "service." + name + ".out", level: eventlog.Info}
+	r.addCategory(fd, "service."+name, st, pid)
+}
+
+// addCategory starts reading fd, logging its lines under prefix.out or
+// prefix.err.
+func (r *outputReader) addCategory(fd int, prefix string, st stream, pid int) {
+	name := prefix
+	p := &pipeState{fd: fd, pid: pid, category: prefix + ".out", level: eventlog.Info}
 	if st == stderr {
-		p.category, p.level = "service."+name+".err", eventlog.Error
+		p.category, p.level = prefix+".err", eventlog.Error
 	}
 	_ = unix.SetNonblock(fd, true)
 	r.mu.Lock()

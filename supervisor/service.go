@@ -11,8 +11,9 @@ import (
 // service is one service: what was declared (cfg) and what is happening
 // to it. Only the loop goroutine touches it.
 type service struct {
-	name string
-	cfg  Config
+	name  string
+	cfg   Config
+	proxy string // the proxy that runs it, "" for cfkd itself
 
 	state      State
 	pid        int
@@ -49,7 +50,8 @@ const (
 )
 
 // isUp is the original's is_up: a process exists for the service.
-func (s *service) isUp() bool { return s.state.Up() && s.pid != 0 }
+// A proxied service is up from its start, before the proxy reports a pid.
+func (s *service) isUp() bool { return s.state.Up() }
 
 // exitReason renders a wait status as the original did.
 func exitReason(ws syscall.WaitStatus) string {
@@ -83,20 +85,20 @@ func itoa0(n int) string {
 
 // statusLine is `command status`'s line: name state pid start_time
 // stop_time proxy fail_reason running_cmd, tab separated.
-func (s *service) statusLine() string {
+func (s *service) statusLine(proxy string) string {
 	reason := ""
 	if s.state.failed() {
 		reason = s.failReason
 	}
 	return strings.Join([]string{
 		s.name, s.state.String(), itoa0(s.pid), epoch(s.startTime), epoch(s.stopTime),
-		"", reason, s.runningCmd,
+		proxy, reason, s.runningCmd,
 	}, "\t")
 }
 
 // descLine is `command desc`'s line: name tags desc proxy cmd.
-func (s *service) descLine() string {
+func (s *service) descLine(proxy string) string {
 	return strings.Join([]string{
-		s.name, strings.Join(s.cfg.Tags, ", "), s.cfg.Desc, "", s.cfg.CmdText(),
+		s.name, strings.Join(s.cfg.Tags, ", "), s.cfg.Desc, proxy, s.cfg.CmdText(),
 	}, "\t")
 }

@@ -56,6 +56,9 @@ type Supervisor struct {
 	shutdownDone chan struct{}
 	lingering    map[int]bool // process groups left by a stopped service, awaiting stopwait
 	sockets      map[string]*socketEntry
+	proxies      map[string]*proxyEntry
+	proxyByPid   map[int]*proxyEntry
+	idleCheck    map[string]bool // proxies to look at once the event is handled
 }
 
 type event interface{}
@@ -117,6 +120,9 @@ func New(opts Options) (*Supervisor, error) {
 		shutdownDone: make(chan struct{}),
 		lingering:    map[int]bool{},
 		sockets:      map[string]*socketEntry{},
+		proxies:      map[string]*proxyEntry{},
+		proxyByPid:   map[int]*proxyEntry{},
+		idleCheck:    map[string]bool{},
 	}, nil
 }
 
@@ -149,6 +155,10 @@ func (s *Supervisor) Run() {
 		select {
 		case ev := <-s.events:
 			s.handle(ev)
+			for name := range s.idleCheck {
+				delete(s.idleCheck, name)
+				s.proxyIdle(name)
+			}
 		case <-s.shutdownDone:
 			s.logf(eventlog.Info, "all services are down; exiting")
 			s.closeSockets()
@@ -200,6 +210,10 @@ func (s *Supervisor) handle(ev event) {
 			ev.svc.timers[ev.kind] = nil
 			s.onTimer(ev.svc, ev.kind)
 		}
+	case proxyStatusEvent:
+		s.onProxyStatus(ev)
+	case proxyKillEvent:
+		s.onProxyKill(ev)
 	case lingerEvent:
 		s.killLingering(ev.pgid)
 	case shutdownEvent:
@@ -230,6 +244,9 @@ func (s *Supervisor) disarm(svc *service, kind timerKind) {
 func (s *Supervisor) logf(level eventlog.Level, format string, args ...any) {
 	s.log.Log(level, "cfkd", 0, fmt.Sprintf(format, args...))
 }
+
+// fileOf wraps a raw fd cfkd owns.
+func fileOf(fd int, name string) *os.File { return os.NewFile(uintptr(fd), name) }
 
 // sortedServices lists services by name.
 func (s *Supervisor) sortedServices() []*service {
