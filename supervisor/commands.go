@@ -80,6 +80,7 @@ func init() {
 		"bind":        (*Supervisor).cmdBind,
 		"unbind":      (*Supervisor).cmdUnbind,
 		"sockets":     (*Supervisor).cmdSockets,
+		"mem":         (*Supervisor).cmdMem,
 		"shutdown": func(s *Supervisor, _ []string, done func([]string, error)) {
 			done(nil, nil)
 			s.beginShutdown()

@@ -175,3 +175,38 @@ func TestProxiedStopKillsAfterStopwait(t *testing.T) {
 		t.Fatalf("after stopwait: %+v alive=%v", st2, alive(st.pid))
 	}
 }
+
+func TestMemPerServiceAndProxy(t *testing.T) {
+	h := newHarness(t)
+	h.must("proxy p cmd=" + proxyWords("proxy"))
+	h.must("proxy p service w cmd=" + helperCmd("sleep"))
+	h.declare("direct", helperCmd("sleep"))
+	h.declare("down", helperCmd("sleep"))
+	h.must("service w startwait_secs=0.1")
+	h.must("command start service w")
+	h.must("command start service direct")
+	h.waitState("w", "running")
+	h.waitState("direct", "running")
+	rows := map[string][]string{}
+	for _, l := range h.must("command mem") {
+		f := strings.Split(l, "\t")
+		if len(f) != 7 {
+			t.Fatalf("mem line %q", l)
+		}
+		rows[f[0]+" "+f[1]] = f
+	}
+	for _, k := range []string{"service w", "service direct", "proxy p"} {
+		f := rows[k]
+		if f == nil {
+			t.Fatalf("mem lacks %s: %v", k, rows)
+		}
+		rss, _ := strconv.Atoi(f[3])
+		pss, _ := strconv.Atoi(f[4])
+		if rss < 500 || pss <= 0 || pss > rss || f[6] != "1" {
+			t.Errorf("%s: rss %d pss %d procs %s", k, rss, pss, f[6])
+		}
+	}
+	if f := rows["service down"]; f == nil || f[2] != "" || f[3] != "0" {
+		t.Errorf("down service: %v", f)
+	}
+}

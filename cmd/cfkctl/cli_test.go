@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -40,6 +41,7 @@ func TestRefsBecomeSelectors(t *testing.T) {
 		{[]string{"proxydown", "orig"}, []string{"command proxydown orig"}},
 		{[]string{"pid", "s1"}, []string{"command status service s1"}},
 		{[]string{"sockets"}, []string{"command sockets"}},
+		{[]string{"mem", "@web"}, []string{"command mem tag web"}},
 		{[]string{"sockets", "web"}, []string{"command sockets web"}},
 		{[]string{"bind", "web"}, []string{"command bind web"}},
 		{[]string{"unbind", "web"}, []string{"command unbind web"}},
@@ -413,5 +415,34 @@ func TestSocketsTable(t *testing.T) {
 	}
 	if !strings.Contains(lines[2], "unbound") || strings.Contains(lines[2], "/ ") {
 		t.Errorf("unbound row %q", lines[2])
+	}
+}
+
+func TestMemTableAndJSON(t *testing.T) {
+	answers := map[string]reply{"command mem all": {body: []string{
+		"service\tw1\t10\t20480\t5120\t4096\t1",
+		"proxy\tp\t9\t204800\t102400\t1024\t1",
+		"service\tw2\t\t0\t0\t0\t0",
+	}}}
+	f := newFakeCfkd(t, answers)
+	res := cfkctlAt(t, f, "mem")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	lines := strings.Split(strings.TrimRight(res.stdout, "\n"), "\n")
+	if len(lines) != 5 || !strings.Contains(lines[1], "20M") || !strings.HasPrefix(lines[4], "total") || !strings.Contains(lines[4], "105M") {
+		t.Fatalf("table:\n%s", res.stdout)
+	}
+	f2 := newFakeCfkd(t, answers)
+	res = cfkctlAt(t, f2, "mem", "--json")
+	var got struct {
+		Rows  []map[string]any `json:"rows"`
+		Total map[string]any   `json:"total"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
+		t.Fatalf("json: %v\n%s", err, res.stdout)
+	}
+	if len(got.Rows) != 3 || got.Total["pss_kib"] != 107520.0 {
+		t.Fatalf("json: %+v", got)
 	}
 }

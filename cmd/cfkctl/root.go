@@ -52,6 +52,7 @@ func (a *app) commands() []*cobra.Command {
 		a.proxyVerbCommand("up", "Start a proxy"),
 		a.proxyVerbCommand("down", "Stop a proxy, and bring down its services"),
 		a.socketsCommand(),
+		a.memCommand(),
 		a.socketVerbCommand("bind", "Bind a declared socket and listen on it"),
 		a.socketVerbCommand("unbind", "Close a socket no running service uses"),
 	)
