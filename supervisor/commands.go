@@ -81,6 +81,8 @@ func init() {
 		"unbind":      (*Supervisor).cmdUnbind,
 		"sockets":     (*Supervisor).cmdSockets,
 		"mem":         (*Supervisor).cmdMem,
+		"dump":        (*Supervisor).cmdDump,
+		"scale":       (*Supervisor).cmdScale,
 		"shutdown": func(s *Supervisor, _ []string, done func([]string, error)) {
 			done(nil, nil)
 			s.beginShutdown()
@@ -210,6 +212,11 @@ func (s *Supervisor) cmdDestroy(args []string, done func([]string, error)) {
 		done(nil, errNoService)
 		return
 	}
+	s.destroyAll(svcs, func() { done(nil, nil) })
+}
+
+// destroyAll brings services down and forgets them; then it calls gone.
+func (s *Supervisor) destroyAll(svcs []*service, gone func()) {
 	left := len(svcs)
 	for _, svc := range svcs {
 		svc := svc
@@ -226,7 +233,7 @@ func (s *Supervisor) cmdDestroy(args []string, done func([]string, error)) {
 			}
 			left--
 			if left == 0 {
-				done(nil, nil)
+				gone()
 			}
 		})
 	}

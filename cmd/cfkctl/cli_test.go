@@ -42,6 +42,8 @@ func TestRefsBecomeSelectors(t *testing.T) {
 		{[]string{"pid", "s1"}, []string{"command status service s1"}},
 		{[]string{"sockets"}, []string{"command sockets"}},
 		{[]string{"mem", "@web"}, []string{"command mem tag web"}},
+		{[]string{"dump"}, []string{"command dump all"}},
+		{[]string{"scale", "@web", "8"}, []string{"command scale tag web 8"}},
 		{[]string{"sockets", "web"}, []string{"command sockets web"}},
 		{[]string{"bind", "web"}, []string{"command bind web"}},
 		{[]string{"unbind", "web"}, []string{"command unbind web"}},

@@ -53,6 +53,8 @@ func (a *app) commands() []*cobra.Command {
 		a.proxyVerbCommand("down", "Stop a proxy, and bring down its services"),
 		a.socketsCommand(),
 		a.memCommand(),
+		a.dumpCommand(),
+		a.scaleCommand(),
 		a.socketVerbCommand("bind", "Bind a declared socket and listen on it"),
 		a.socketVerbCommand("unbind", "Close a socket no running service uses"),
 	)
