@@ -9,7 +9,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"log"
@@ -20,6 +19,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/controlfreak-go/cfk/examples/internal/drain"
 )
 
 func main() {
@@ -43,15 +44,11 @@ func main() {
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	go func() {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-		<-sig
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}()
-	if err := srv.Serve(l); err != nil && err != http.ErrServerClosed {
+	// On TERM: no new accepts, and every connection already accepted is
+	// answered (see package drain for why Shutdown alone is not enough).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	if err := drain.Serve(srv, []net.Listener{l}, sig, 5*time.Second); err != nil {
 		log.Fatalf("worker: %v", err)
 	}
 }
