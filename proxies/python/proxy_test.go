@@ -1,0 +1,476 @@
+// Package pythonproxy_test runs cfk_proxy.py, the Python proxy, under a
+// fake cfkd: three pipes and listening sockets passed as cfkd passes them,
+// JSON commands in, statuses and log lines out (proxies/PROTOCOL.md).
+package pythonproxy_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// proxyCase is one behaviour, run against each interpreter.
+type proxyCase struct {
+	name string
+	run  func(t *testing.T, python string)
+}
+
+func TestProxy(t *testing.T) {
+	cases := []proxyCase{
+		{"PreloadedCallable", testPreloadedCallable},
+		{"PyFile", testPyFile},
+		{"Output", testOutput},
+		{"IgnoredOutput", testIgnoredOutput},
+		{"Env", testEnv},
+		{"Stop", testStop},
+		{"StopWithoutNewSession", testStopWithoutNewSession},
+		{"ExitCode", testExitCode},
+		{"Exception", testException},
+		{"ExecFallback", testExecFallback},
+		{"CannotStart", testCannotStart},
+		{"TieStdin", testTieStdin},
+		{"ListenFds", testListenFds},
+		{"ListenFdsOverlap", testListenFdsOverlap},
+		{"OnlyItsFds", testOnlyItsFds},
+		{"GcFrozen", testGcFrozen},
+		{"BadCommands", testBadCommands},
+		{"TermStopsWorkers", testTermStopsWorkers},
+		{"EOFStopsWorkers", testEOFStopsWorkers},
+		{"KillAfterStopWait", testKillAfterStopWait},
+		{"LogsDroppedNotStatuses", testLogsDroppedNotStatuses},
+		{"Unbuffered", testUnbuffered},
+	}
+	for _, py := range pythons(t) {
+		t.Run(strings.ReplaceAll(strings.TrimPrefix(py, "/"), "/", "_"), func(t *testing.T) {
+			t.Parallel()
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					t.Parallel()
+					c.run(t, py)
+				})
+			}
+		})
+	}
+}
+
+// A module:function runs in the forked child of the proxy that imported
+// the module: the module's import-time pid is the proxy's.
+func testPreloadedCallable(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	h.waitLog("out:-:preloaded cfktestapp in ")
+	pid := h.start("w1", "cfktestapp:hello", nil)
+	if ws := h.waitStopped("w1", pid); ws != 0 {
+		t.Errorf("exit_status %d, want 0", ws)
+	}
+	line := h.waitLog("out:w1:")
+	want := fmt.Sprintf("out:w1:loaded-by %d pid %d ppid %d argv cfktestapp:hello", h.pid(), pid, h.pid())
+	if line != want {
+		t.Errorf("got %q\nwant %q", line, want)
+	}
+}
+
+// A .py cmd runs with runpy in the preloaded interpreter, with its argv.
+func testPyFile(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	script := filepath.Join(testdataDir, "script.py")
+	pid := h.start("s", script+" 5 x", nil)
+	if ws := h.waitStopped("s", pid); ws != 5<<8 {
+		t.Errorf("exit_status %d, want %d", ws, 5<<8)
+	}
+	line := h.waitLog("out:s:")
+	want := fmt.Sprintf("out:s:script __main__ 5 x loaded-by %d pid %d path0 %s", h.pid(), pid, testdataDir)
+	if line != want {
+		t.Errorf("got %q\nwant %q", line, want)
+	}
+	pid = h.start("s2", []string{script}, nil)
+	if ws := h.waitStopped("s2", pid); ws != 0 {
+		t.Errorf("list cmd: exit_status %d, want 0", ws)
+	}
+}
+
+// stdout and stderr become log lines: \r\n trimmed, empty lines kept, a
+// long line in pieces that fit cfkd's 16 KiB lines, the last partial line
+// logged at exit.
+func testOutput(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	pid := h.start("w", "cfktestapp:output", nil)
+	h.waitStopped("w", pid)
+	h.waitLog("err:w:oops")
+	out := h.lines("out", "w")
+	if len(out) < 4 || out[0] != "one" || out[1] != "two" || out[2] != "" || out[len(out)-1] != "partial" {
+		t.Fatalf("stdout lines %.60q", out)
+	}
+	xs := 0
+	for _, l := range out[3 : len(out)-1] {
+		if len("out:w:")+len(l)+1 > 16<<10 {
+			t.Errorf("a log line of %d bytes is longer than 16 KiB", len(l))
+		}
+		if strings.Trim(l, "x") != "" {
+			t.Errorf("unexpected line %.40q", l)
+		}
+		xs += len(l)
+	}
+	if xs != 40000 || len(out) != 3+3+1 {
+		t.Errorf("long line: %d bytes in %d pieces, want 40000 in 3", xs, len(out)-4)
+	}
+}
+
+func testIgnoredOutput(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	pid := h.start("q", "cfktestapp:output", map[string]any{"ignore_stdout": 1, "ignore_stderr": true})
+	h.waitStopped("q", pid)
+	pid = h.start("marker", "cfktestapp:hello", map[string]any{"ignore_stdout": "", "ignore_stderr": nil})
+	h.waitStopped("marker", pid)
+	h.waitLog("out:marker:")
+	if l := append(h.lines("out", "q"), h.lines("err", "q")...); len(l) > 0 {
+		t.Errorf("ignored output was logged: %q", l)
+	}
+}
+
+// The service's env, CONTROL_FREAK_*, no _CFK_* and no LISTEN_*.
+func testEnv(t *testing.T, py string) {
+	h := startProxy(t, options{python: py, sockets: []socket{listenTCP(t, "web")}})
+	pid := h.start("envy", "cfktestapp:env", map[string]any{"env": map[string]string{"FOO": "bar baz"}})
+	h.waitStopped("envy", pid)
+	h.waitLog("out:envy:LISTEN_PID=")
+	got := strings.Join(h.lines("out", "envy"), "\n")
+	want := strings.Join([]string{"FOO=bar baz", "CONTROL_FREAK_ENABLED=1", "CONTROL_FREAK_SERVICE=envy",
+		"_CFK_COMMAND_FD=<unset>", "_CFK_SOCK_web=<unset>", "LISTEN_FDS=<unset>", "LISTEN_PID=<unset>"}, "\n")
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// stop TERMs the worker's process group: exit_status 15. The worker is the
+// proxy's child, leads its own session, and is named in comm.
+func testStop(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	pid := h.start("sleeper", "cfktestapp:sleep", nil)
+	h.waitLog("out:sleeper:ready")
+	ppid, pgrp, sid := procStat(t, pid)
+	if ppid != h.pid() || pgrp != pid || sid != pid {
+		t.Errorf("ppid %d pgrp %d session %d; want %d %d %d", ppid, pgrp, sid, h.pid(), pid, pid)
+	}
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if got := strings.TrimSpace(string(comm)); got != "[cfk sleeper] c" {
+		t.Errorf("comm %q, want %q", got, "[cfk sleeper] c")
+	}
+	h.send(map[string]any{"command": "stop", "name": "sleeper"})
+	if ws := h.waitStopped("sleeper", pid); ws != int(syscall.SIGTERM) {
+		t.Errorf("exit_status %d, want 15", ws)
+	}
+}
+
+// Under no_new_session the worker stays in the proxy's group and stop
+// signals the worker alone.
+func testStopWithoutNewSession(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	pid := h.start("same", "cfktestapp:sleep", map[string]any{"no_new_session": true})
+	h.waitLog("out:same:ready")
+	if _, pgrp, _ := procStat(t, pid); pgrp == pid {
+		t.Errorf("worker leads its own group under no_new_session")
+	}
+	h.send(map[string]any{"command": "stop", "name": "same"})
+	if ws := h.waitStopped("same", pid); ws != int(syscall.SIGTERM) {
+		t.Errorf("exit_status %d, want 15", ws)
+	}
+	select {
+	case <-h.exited:
+		t.Fatal("the proxy died with its worker")
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func testExitCode(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	pid := h.start("three", "cfktestapp:exit3", nil)
+	if ws := h.waitStopped("three", pid); ws != 768 {
+		t.Errorf("exit_status %d, want 768", ws)
+	}
+	pid = h.start("reason", "cfktestapp:bad_exit", nil)
+	if ws := h.waitStopped("reason", pid); ws != 256 {
+		t.Errorf("sys.exit(str): exit_status %d, want 256", ws)
+	}
+	h.waitLog("err:reason:a reason, not a number")
+}
+
+func testException(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	pid := h.start("boom", "cfktestapp:boom", nil)
+	if ws := h.waitStopped("boom", pid); ws != 256 {
+		t.Errorf("exit_status %d, want 256", ws)
+	}
+	h.waitLog("err:boom:Traceback (most recent call last):")
+	h.waitLog("err:boom:ValueError: boom")
+	pid = h.start("missing", "cfktestapp:no_such_function", nil)
+	if ws := h.waitStopped("missing", pid); ws != 256 {
+		t.Errorf("missing function: exit_status %d, want 256", ws)
+	}
+	h.waitLog("err:missing:AttributeError:")
+}
+
+// Anything that is neither module:function nor .py is exec'd.
+func testExecFallback(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	pid := h.start("sh", []string{"sh", "-c", "echo I am $CONTROL_FREAK_SERVICE; exit 4"}, nil)
+	if ws := h.waitStopped("sh", pid); ws != 4<<8 {
+		t.Errorf("exit_status %d, want %d", ws, 4<<8)
+	}
+	h.waitLog("out:sh:I am sh")
+	pid = h.start("shell", "echo hi; exit 2", nil) // metacharacters: /bin/sh -c
+	if ws := h.waitStopped("shell", pid); ws != 2<<8 {
+		t.Errorf("exit_status %d, want %d", ws, 2<<8)
+	}
+	h.waitLog("out:shell:hi")
+	pid = h.start("nope", "/no/such/program arg", nil)
+	if ws := h.waitStopped("nope", pid); ws != 127<<8 {
+		t.Errorf("exit_status %d, want %d", ws, 127<<8)
+	}
+	h.waitLog("err:nope:cfk_proxy: cannot run /no/such/program: No such file or directory")
+}
+
+// A start that cannot be carried out is a worker that exits 127, with the
+// reason logged by the proxy even when the worker's stderr is ignored.
+func testCannotStart(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	pid := h.start("lost", "cfktestapp:sleep", map[string]any{"tie_stdin_to": "nosuch", "ignore_stderr": 1})
+	if ws := h.waitStopped("lost", pid); ws != 127<<8 {
+		t.Errorf("exit_status %d, want %d", ws, 127<<8)
+	}
+	h.waitLog("err:lost:cannot start: unknown socket 'nosuch' (is it bound?)")
+	pid = h.start("badcmd", 42, nil)
+	if ws := h.waitStopped("badcmd", pid); ws != 127<<8 {
+		t.Errorf("exit_status %d, want %d", ws, 127<<8)
+	}
+	h.waitLog("err:badcmd:cannot start: cmd must be a string or a list of strings")
+}
+
+// tie_stdin_to: fd 0 is the listening socket; the worker accepts on it.
+func testTieStdin(t *testing.T, py string) {
+	fcgi := listenTCP(t, "fcgi")
+	h := startProxy(t, options{python: py, sockets: []socket{fcgi}})
+	pid := h.start("tied", "cfktestapp:stdin_echo", map[string]any{"tie_stdin_to": "fcgi"})
+	h.waitLog("out:tied:ready")
+	if got, want := procFds(t, pid)[0], socketTarget(t, fcgi.file); got != want {
+		t.Errorf("fd 0 is %s, want %s", got, want)
+	}
+	if got := dialRead(t, fcgi.addr); got != fmt.Sprintf("hello from %d", pid) {
+		t.Errorf("answer %q", got)
+	}
+	if ws := h.waitStopped("tied", pid); ws != 0 {
+		t.Errorf("exit_status %d", ws)
+	}
+}
+
+// sockets: systemd style, fd 3 and LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID.
+func testListenFds(t *testing.T, py string) {
+	other, web := listenTCP(t, "other"), listenTCP(t, "web")
+	h := startProxy(t, options{python: py, sockets: []socket{other, web}})
+	pid := h.start("srv", "cfktestapp:listen_fds", map[string]any{"sockets": []string{"web"}})
+	line := h.waitLog("out:srv:LISTEN")
+	if want := fmt.Sprintf("out:srv:LISTEN 1 web %d %d", pid, pid); line != want {
+		t.Errorf("got %q, want %q", line, want)
+	}
+	fds := procFds(t, pid)
+	if got, want := fds[3], socketTarget(t, web.file); got != want {
+		t.Errorf("fd 3 is %s, want %s (web)", got, want)
+	}
+	if len(fds) != 4 {
+		t.Errorf("worker fds %v, want 0-3", fds)
+	}
+	if got := dialRead(t, web.addr); got != fmt.Sprintf("fd3 %d", pid) {
+		t.Errorf("answer %q", got)
+	}
+	h.waitStopped("srv", pid)
+}
+
+// Sockets asked in the reverse order of their fds in the proxy must swap
+// places without one overwriting the other.
+func testListenFdsOverlap(t *testing.T, py string) {
+	a, b, c := listenTCP(t, "a"), listenTCP(t, "b"), listenTCP(t, "c")
+	h := startProxy(t, options{python: py, sockets: []socket{a, b, c}})
+	// In the proxy a, b, c are fds 6, 7, 8; ask for c, b, a, then 3, 4, 5.
+	pid := h.start("swap", "cfktestapp:sleep", map[string]any{"sockets": []string{"c", "b", "a"}})
+	h.waitLog("out:swap:ready")
+	fds := procFds(t, pid)
+	for fd, s := range map[int]socket{3: c, 4: b, 5: a} {
+		if got, want := fds[fd], socketTarget(t, s.file); got != want {
+			t.Errorf("fd %d is %s, want %s (%s)", fd, got, want, s.name)
+		}
+	}
+	if len(fds) != 6 {
+		t.Errorf("worker fds %v, want 0-5", fds)
+	}
+}
+
+// A worker has 0, 1, 2 and nothing else of the proxy's.
+func testOnlyItsFds(t *testing.T, py string) {
+	h := startProxy(t, options{python: py, sockets: []socket{listenTCP(t, "web")}})
+	// Another worker first, so that the proxy holds its pipes too.
+	h.start("first", "cfktestapp:sleep", nil)
+	h.waitLog("out:first:ready")
+	pid := h.start("bare", "cfktestapp:sleep", map[string]any{"ignore_stdout": 1})
+	// Its "ready" goes to /dev/null: wait for the fds to settle instead.
+	waitForFds := func() map[int]string {
+		deadline := time.Now().Add(waitLong)
+		for {
+			fds := procFds(t, pid)
+			if len(fds) == 3 || time.Now().After(deadline) {
+				return fds
+			}
+			time.Sleep(pollEvery)
+		}
+	}
+	fds := waitForFds()
+	if len(fds) != 3 || fds[0] != "/dev/null" || fds[1] != "/dev/null" || !strings.HasPrefix(fds[2], "pipe:") {
+		t.Errorf("worker fds %v, want 0 and 1 /dev/null, 2 a pipe, nothing else", fds)
+	}
+}
+
+// gc.freeze ran before the fork, and the collector is on in the worker.
+func testGcFrozen(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	pid := h.start("gc", "cfktestapp:frozen", nil)
+	h.waitStopped("gc", pid)
+	line := h.waitLog("out:gc:frozen ")
+	f := strings.Fields(line)
+	if n, _ := strconv.Atoi(f[1]); n <= 0 || f[3] != "True" {
+		t.Errorf("got %q: want a freeze count > 0 and the collector enabled", line)
+	}
+}
+
+// Bad input is an err:-: line and changes nothing.
+func testBadCommands(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	h.sendRaw(`{"command":"start","name":`)
+	h.waitLog(`err:-:malformed command '{"command":"start","name":'`)
+	h.sendRaw(`[1,2]`)
+	h.waitLog(`err:-:malformed command '[1,2]'`)
+	h.sendRaw(`{"command":"dance"}`)
+	h.waitLog(`err:-:unknown command 'dance'`)
+	h.sendRaw(`{"command":"stop","name":"ghost"}`)
+	h.waitLog(`err:-:stop: unknown service 'ghost'`)
+	h.sendRaw(`{"command":"start","name":"a:b","cmd":"x"}`)
+	h.waitLog(`err:-:start: invalid service name 'a:b'`)
+	h.sendRaw("\xff\xfe")
+	h.waitLog(`err:-:malformed command '`)
+	h.sendRaw("")
+	pid := h.start("after", "cfktestapp:exit3", nil)
+	if ws := h.waitStopped("after", pid); ws != 768 {
+		t.Errorf("exit_status %d", ws)
+	}
+}
+
+// TERM to the proxy: every worker is TERMed and reported, then exit 0.
+func testTermStopsWorkers(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	a := h.start("a", "cfktestapp:sleep", nil)
+	b := h.start("b", "cfktestapp:sleep", map[string]any{"no_new_session": 1})
+	h.waitLog("out:a:ready")
+	h.waitLog("out:b:ready")
+	h.cmd.Process.Signal(syscall.SIGTERM)
+	if code := h.waitExit(); code != 0 {
+		t.Errorf("proxy exit code %d", code)
+	}
+	h.waitStopped("a", a)
+	h.waitStopped("b", b)
+	h.waitLog("out:-:stopping (got SIGTERM): 2 worker(s) to stop")
+	for _, pid := range []int{a, b} {
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("worker %d still alive", pid)
+		}
+	}
+}
+
+// EOF on the command pipe (cfkd is gone) does the same.
+func testEOFStopsWorkers(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	a := h.start("a", "cfktestapp:sleep", nil)
+	h.waitLog("out:a:ready")
+	h.commands.Close()
+	if code := h.waitExit(); code != 0 {
+		t.Errorf("proxy exit code %d", code)
+	}
+	if ws := h.waitStopped("a", a); ws != int(syscall.SIGTERM) {
+		t.Errorf("exit_status %d, want 15", ws)
+	}
+}
+
+// A worker that ignores TERM is KILLed after --stop-wait.
+func testKillAfterStopWait(t *testing.T, py string) {
+	h := startProxy(t, options{python: py, args: []string{"--stop-wait", "0.3"}})
+	pid := h.start("mule", "cfktestapp:stubborn", nil)
+	h.waitLog("out:mule:ready")
+	h.commands.Close()
+	if code := h.waitExit(); code != 0 {
+		t.Errorf("proxy exit code %d", code)
+	}
+	if ws := h.waitStopped("mule", pid); ws != int(syscall.SIGKILL) {
+		t.Errorf("exit_status %d, want 9", ws)
+	}
+	h.waitLog("err:-:1 worker(s) still up after 0.3 s: KILL")
+}
+
+// When cfkd does not read the log pipe, log lines are dropped and counted,
+// and statuses still get through.
+func testLogsDroppedNotStatuses(t *testing.T, py string) {
+	h := startProxy(t, options{python: py, holdLogs: true})
+	pid := h.start("noisy", "cfktestapp:noisy", nil) // 10 MB of output
+	if ws := h.waitStopped("noisy", pid); ws != 0 {
+		t.Errorf("exit_status %d", ws)
+	}
+	pid = h.start("next", "cfktestapp:exit3", nil)
+	h.waitStopped("next", pid)
+	h.readLogs()
+	line := h.waitLog("err:-:")
+	if !strings.HasSuffix(line, " log lines dropped: cfkd was not reading them") {
+		t.Errorf("got %q", line)
+	}
+	if n := len(h.lines("out", "noisy")); n == 0 || n >= 100000 {
+		t.Errorf("%d lines of 100000 logged", n)
+	}
+}
+
+// PYTHONUNBUFFERED in the service's env takes effect in the worker.
+func testUnbuffered(t *testing.T, py string) {
+	h := startProxy(t, options{python: py})
+	pid := h.start("u", "cfktestapp:unbuffered", map[string]any{"env": map[string]string{"PYTHONUNBUFFERED": "1"}})
+	h.waitLog("out:u:no flush needed")
+	h.send(map[string]any{"command": "stop", "name": "u"})
+	h.waitStopped("u", pid)
+}
+
+// dialRead connects to addr and returns the first line it answers.
+func dialRead(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, waitLong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(waitLong))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read from %s: %v", addr, err)
+	}
+	return strings.TrimSuffix(line, "\n")
+}
+
+// The Python unit tests (test_cfk_proxy.py) run with the Go tests.
+func TestPythonUnit(t *testing.T) {
+	for _, py := range pythons(t) {
+		cmd := exec.Command(py, "-m", "unittest", "-v", "test_cfk_proxy")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("%s -m unittest: %v\n%s", py, err, out)
+		}
+	}
+}
