@@ -46,6 +46,14 @@ type Config struct {
 	NoNewSession      bool
 	TieStdinTo        string
 
+	// Ready says when a start counts as done: "" (alive for
+	// startwait_secs, as in the original) or "notify" (READY=1 on the
+	// notify socket, with startwait_secs as the deadline).
+	Ready string
+	// Watchdog, when set, kills and restarts a service that has not sent
+	// WATCHDOG=1 for this long.
+	Watchdog time.Duration
+
 	// Sockets are handed to the child as fds 3, 4, ... in this order,
 	// with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (systemd's protocol).
 	Sockets []string
@@ -174,7 +182,25 @@ var serviceAttrs = map[string]attribute{
 	},
 }
 
+// readyNotify is ready=notify.
+const readyNotify = "notify"
+
 func init() {
+	serviceAttrs["ready"] = attribute{
+		set: func(c *Config, v string) error {
+			switch strings.ToLower(v) {
+			case "notify":
+				c.Ready = readyNotify
+			case "running", "startwait":
+				c.Ready = ""
+			default:
+				return errInvalidValue
+			}
+			return nil
+		},
+		unset: func(c *Config) { c.Ready = "" },
+	}
+	serviceAttrs["watchdog_secs"] = durationAttr(func(c *Config) *time.Duration { return &c.Watchdog }, 0)
 	serviceAttrs["sockets"] = attribute{
 		set: func(c *Config, v string) error {
 			var names []string

@@ -43,6 +43,12 @@ func (c *Config) Attrs() [][2]string {
 	if c.TieStdinTo != "" {
 		out = append(out, [2]string{"tie_stdin_to", c.TieStdinTo})
 	}
+	if c.Ready != "" {
+		out = append(out, [2]string{"ready", c.Ready})
+	}
+	if c.Watchdog > 0 {
+		out = append(out, [2]string{"watchdog_secs", seconds(c.Watchdog)})
+	}
 	if len(c.Sockets) > 0 {
 		out = append(out, [2]string{"sockets", strings.Join(c.Sockets, ",")})
 	}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 )
 
 // The test binary doubles as every child the tests need: run as
@@ -100,6 +102,21 @@ func helper(mode string, args []string) {
 			fmt.Fprintf(c, "%d\n", os.Getpid())
 			c.Close()
 		}
+	case "notify": // notify READY_AFTER WATCHDOG_EVERY STATUS: sd_notify with go-systemd
+		readyAfter, _ := time.ParseDuration(arg(0))
+		every, _ := time.ParseDuration(arg(1))
+		time.Sleep(readyAfter)
+		if arg(0) != "never" {
+			if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS="+arg(2)); !ok || err != nil {
+				fmt.Fprintln(os.Stderr, "sdnotify failed:", ok, err)
+				os.Exit(6)
+			}
+		}
+		for every > 0 {
+			time.Sleep(every)
+			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		}
+		select {}
 	case "proxy":
 		testProxy(false)
 	case "badproxy":

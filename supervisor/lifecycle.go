@@ -43,7 +43,11 @@ func (s *Supervisor) start(svc *service) error {
 		svc.backoffRetry = 0
 	}
 	svc.state = Starting
+	svc.ready, svc.reloading, svc.notifyStatus, svc.pendingReason = false, false, "", ""
 	s.arm(svc, startTimer, svc.cfg.StartWait)
+	if svc.cfg.Watchdog > 0 {
+		s.arm(svc, watchdogTimer, svc.cfg.Watchdog)
+	}
 
 	s.logf(eventlog.Info, "starting %s", svc.name)
 	if svc.proxy != "" {
@@ -93,6 +97,10 @@ func (s *Supervisor) stop(svc *service) error {
 		return fmt.Errorf("Service '%s' is already down", svc.name)
 	}
 	s.logf(eventlog.Info, "Stopping service '%s'", svc.name)
+	if svc.state == Starting {
+		s.startSettled(svc, false)
+	}
+	s.disarm(svc, watchdogTimer)
 	svc.stopTime = time.Now()
 	svc.startTime = time.Time{}
 	svc.state = Stopping
@@ -161,6 +169,15 @@ func (s *Supervisor) restart(svc *service) error {
 	return nil
 }
 
+// startSettled runs what waited for a start to succeed or fail.
+func (s *Supervisor) startSettled(svc *service, ok bool) {
+	hooks := svc.readyHooks
+	svc.readyHooks = nil
+	for _, f := range hooks {
+		f(ok)
+	}
+}
+
 // whenDown runs f once svc is down, now if it already is.
 func (s *Supervisor) whenDown(svc *service, f func()) {
 	if !svc.isUp() {
@@ -203,6 +220,7 @@ func (s *Supervisor) onExit(pid int, ws syscall.WaitStatus) {
 	delete(s.byPid, pid)
 	s.disarm(svc, startTimer)
 	s.disarm(svc, stopTimer)
+	s.disarm(svc, watchdogTimer)
 	if svc.wantsDown && svc.pgid != 0 {
 		// Whatever else is left in its process group gets the rest of
 		// stopwait_secs, then KILL: a stopped service leaves nothing behind.
@@ -220,6 +238,10 @@ func (s *Supervisor) onExit(pid int, ws syscall.WaitStatus) {
 		s.logf(eventlog.Info, "child %s gracefully killed", svc.name)
 	default:
 		svc.failReason = exitReason(ws)
+		if svc.pendingReason != "" {
+			svc.failReason = svc.pendingReason
+			svc.pendingReason = ""
+		}
 		s.logf(eventlog.Error, "child %s terminated abnormally %d: %s", svc.name, int(ws), svc.failReason)
 		s.failed(svc)
 		return
@@ -236,6 +258,10 @@ func (s *Supervisor) onExit(pid int, ws syscall.WaitStatus) {
 
 // failed applies the rules for an abnormal end (SPEC 1.5).
 func (s *Supervisor) failed(svc *service) {
+	if svc.state == Starting {
+		s.startSettled(svc, false)
+	}
+	s.disarm(svc, watchdogTimer)
 	now := time.Now()
 	svc.pid = 0
 	svc.stopTime = now
@@ -271,9 +297,13 @@ func (s *Supervisor) failed(svc *service) {
 func (s *Supervisor) onTimer(svc *service, kind timerKind) {
 	switch kind {
 	case startTimer:
-		if svc.state == Starting && svc.pid != 0 {
+		if svc.state == Starting && svc.pid != 0 && svc.cfg.Ready == readyNotify {
+			// startwait_secs is the deadline for READY=1.
+			s.killForReason(svc, fmt.Sprintf("did not send READY=1 within startwait_secs (%v)", svc.cfg.StartWait))
+		} else if svc.state == Starting && svc.pid != 0 {
 			svc.state = Running
 			svc.backoffRetry = 0
+			s.startSettled(svc, true)
 		} else if svc.state == Starting && svc.proxy != "" {
 			svc.failReason = fmt.Sprintf("proxy '%s' did not report the start within startwait_secs", svc.proxy)
 			s.logf(eventlog.Error, "%s: %s", svc.name, svc.failReason)
@@ -290,6 +320,10 @@ func (s *Supervisor) onTimer(svc *service, kind timerKind) {
 			svc.state = Fail
 			svc.stopTime = time.Now()
 			s.wentDown(svc)
+		}
+	case watchdogTimer:
+		if svc.isUp() && svc.pid != 0 && svc.state != Stopping {
+			s.killForReason(svc, fmt.Sprintf("watchdog: no WATCHDOG=1 for %v", svc.cfg.Watchdog))
 		}
 	case backoffTimer:
 		if svc.state == Backoff {

@@ -356,6 +356,10 @@ func (s *Supervisor) startProxied(svc *service) error {
 	for _, kv := range svc.cfg.Env {
 		cmd.Env[kv.Key] = kv.Value
 	}
+	for _, kv := range s.notifyEnv(svc) {
+		k, v, _ := strings.Cut(kv, "=")
+		cmd.Env[k] = v
+	}
 	if t := svc.cfg.TieStdinTo; t != "" {
 		cmd.TieStdinTo = &t
 	}

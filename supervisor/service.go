@@ -37,6 +37,15 @@ type service struct {
 
 	// Things to do once the service is down (restart, destroy, shutdown).
 	whenDown []func()
+	// Things to do once a start has succeeded (running, or READY=1 under
+	// ready=notify) or failed: rolling restarts wait on them.
+	readyHooks []func(ok bool)
+
+	// What the service said on its notify socket.
+	ready         bool
+	reloading     bool
+	notifyStatus  string
+	pendingReason string // why cfkd killed it, kept for its exit
 }
 
 // timerKind names a service's deadlines.
@@ -46,6 +55,7 @@ const (
 	startTimer   timerKind = iota // startwait_secs: starting → running
 	stopTimer                     // stopwait_secs: stopping → KILL
 	backoffTimer                  // backoff delay: backoff → starting
+	watchdogTimer                 // watchdog_secs without WATCHDOG=1
 	timerKinds
 )
 
@@ -83,6 +93,23 @@ func itoa0(n int) string {
 	return strconv.Itoa(n)
 }
 
+// statusText is what the service last said with STATUS= (and whether it
+// is reloading): a ninth field of status, a sixth of desc, which the
+// original's clients ignore.
+func (s *service) statusText() string {
+	if !s.isUp() {
+		return ""
+	}
+	if s.reloading {
+		return strings.TrimSpace("reloading " + s.notifyStatus)
+	}
+	return s.notifyStatus
+}
+
+// noTabs keeps a field of a tab-separated line in its column (a command
+// may hold a tab; `command dump` gives it exactly).
+func noTabs(s string) string { return strings.ReplaceAll(s, "\t", " ") }
+
 // statusLine is `command status`'s line: name state pid start_time
 // stop_time proxy fail_reason running_cmd, tab separated.
 func (s *service) statusLine(proxy string) string {
@@ -92,13 +119,13 @@ func (s *service) statusLine(proxy string) string {
 	}
 	return strings.Join([]string{
 		s.name, s.state.String(), itoa0(s.pid), epoch(s.startTime), epoch(s.stopTime),
-		proxy, reason, s.runningCmd,
+		proxy, reason, noTabs(s.runningCmd), s.statusText(),
 	}, "\t")
 }
 
 // descLine is `command desc`'s line: name tags desc proxy cmd.
 func (s *service) descLine(proxy string) string {
 	return strings.Join([]string{
-		s.name, strings.Join(s.cfg.Tags, ", "), s.cfg.Desc, proxy, s.cfg.CmdText(),
+		s.name, strings.Join(s.cfg.Tags, ", "), s.cfg.Desc, proxy, noTabs(s.cfg.CmdText()), s.statusText(),
 	}, "\t")
 }

@@ -38,6 +38,7 @@ func (s *Supervisor) spawnSpec(svc *service) *spawnSpec {
 		env = append(env, kv.Key+"="+kv.Value)
 	}
 	env = append(env, "CONTROL_FREAK_ENABLED=1", "CONTROL_FREAK_SERVICE="+svc.name)
+	env = append(env, s.notifyEnv(svc)...)
 	return &spawnSpec{
 		name:         svc.name,
 		argv:         svc.cfg.Argv(),

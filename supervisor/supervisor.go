@@ -31,6 +31,9 @@ type Options struct {
 	// OnShutdown is called (from the loop, so it must not block) when a
 	// shutdown begins, whether asked by a signal or `command shutdown`.
 	OnShutdown func()
+	// NotifyPath is where the sd_notify socket every service gets as
+	// NOTIFY_SOCKET is bound; empty means no readiness notifications.
+	NotifyPath string
 	// Inherited are listening sockets cfkd was started with (systemd
 	// socket activation), by name: a socket declared with the same name
 	// adopts its fd instead of binding.
@@ -59,6 +62,7 @@ type Supervisor struct {
 	proxies      map[string]*proxyEntry
 	proxyByPid   map[int]*proxyEntry
 	idleCheck    map[string]bool // proxies to look at once the event is handled
+	notify       *notifier
 }
 
 type event interface{}
@@ -107,6 +111,13 @@ func New(opts Options) (*Supervisor, error) {
 		out.close()
 		return nil, err
 	}
+	var notify *notifier
+	if opts.NotifyPath != "" {
+		if notify, err = openNotifier(opts.NotifyPath); err != nil {
+			out.close()
+			return nil, err
+		}
+	}
 	return &Supervisor{
 		opts:         opts,
 		log:          opts.Log,
@@ -123,6 +134,7 @@ func New(opts Options) (*Supervisor, error) {
 		proxies:      map[string]*proxyEntry{},
 		proxyByPid:   map[int]*proxyEntry{},
 		idleCheck:    map[string]bool{},
+		notify:       notify,
 	}, nil
 }
 
@@ -150,6 +162,10 @@ func (s *Supervisor) Run() {
 	defer close(s.quit)
 	stopReaper := startReaper(s)
 	defer stopReaper()
+	if s.notify != nil {
+		go s.notify.read(func(ev notifyEvent) bool { return s.send(ev) })
+		defer s.notify.close()
+	}
 	defer s.out.close()
 	for {
 		select {
@@ -210,6 +226,8 @@ func (s *Supervisor) handle(ev event) {
 			ev.svc.timers[ev.kind] = nil
 			s.onTimer(ev.svc, ev.kind)
 		}
+	case notifyEvent:
+		s.onNotify(ev)
 	case proxyStatusEvent:
 		s.onProxyStatus(ev)
 	case proxyKillEvent:

@@ -32,7 +32,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Options{Home: dir, Log: log})
+	s, err := New(Options{Home: dir, Log: log, NotifyPath: filepath.Join(dir, "notify.sock")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func (h *harness) status(name string) status {
 		h.t.Fatalf("status of %s: %q", name, out)
 	}
 	f := strings.Split(out[0], "\t")
-	if len(f) != 8 {
+	if len(f) != 9 {
 		h.t.Fatalf("status line has %d fields: %q", len(f), out[0])
 	}
 	pid, _ := strconv.Atoi(f[2])
@@ -518,7 +518,7 @@ func TestAttributes(t *testing.T) {
 		}
 	}
 	desc := h.must("command desc service s1")
-	if !strings.HasSuffix(desc[0], "\t"+`["/bin/true"]`) {
+	if !strings.HasSuffix(desc[0], "\t"+`["/bin/true"]`+"\t") {
 		t.Errorf("desc shows cmd as %q", desc)
 	}
 	h.must("service s1 cmd=")

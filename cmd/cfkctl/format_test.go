@@ -88,7 +88,7 @@ func TestFormatDesc(t *testing.T) {
 			`s1: tags="web, db" desc="my \"app\"" proxy="orig" cmd="[\"perl\",\"x.pl\"]"`},
 		{"s2\t\t\t\t", "s2:"},
 		{"s3", "s3:"},
-		{"s4\t\t\t\tsh -c 'a\tb'", `s4: cmd="sh -c 'a` + "\t" + `b'"`},
+		{"s4\t\t\t\tsh -c 'a b'\tready", `s4: cmd="sh -c 'a b'" status="ready"`},
 	}
 	for _, tt := range tests {
 		if got := formatDesc(tt.line); got != tt.want {

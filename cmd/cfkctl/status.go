@@ -23,10 +23,13 @@ type serviceStatus struct {
 	ProxyDown  bool
 	FailReason string
 	RunningCmd string
+	// Notify is what the service last said with STATUS= (sd_notify); a
+	// ninth field the original did not have.
+	Notify string
 }
 
 // statusFields is the number of fields of a status line.
-const statusFields = 8
+const statusFields = 9
 
 // parseStatus reads one line of `command status`. Missing trailing fields
 // are taken as empty.
@@ -44,6 +47,7 @@ func parseStatus(line string) serviceStatus {
 		Proxy:      f[5],
 		FailReason: f[6],
 		RunningCmd: f[7],
+		Notify:     strings.TrimRight(f[8], "\t"),
 	}
 	if p, ok := strings.CutSuffix(st.Proxy, "!"); ok {
 		st.Proxy, st.ProxyDown = p, true
@@ -104,6 +108,9 @@ func (st serviceStatus) format(now time.Time, p palette) string {
 		} else {
 			fmt.Fprintf(&b, " [proxy %s]", st.Proxy)
 		}
+	}
+	if st.Notify != "" {
+		fmt.Fprintf(&b, " %q", st.Notify)
 	}
 	return strings.TrimRight(b.String(), " ")
 }
@@ -237,8 +244,8 @@ func (a *app) pidsCommand() *cobra.Command {
 }
 
 // descFields is the number of fields of a `command desc` line:
-// name, tags, desc, proxy, cmd.
-const descFields = 5
+// name, tags, desc, proxy, cmd, and the STATUS= a service last sent.
+const descFields = 6
 
 // formatDesc turns a `command desc` line into
 // `name: tags="..." desc="..." proxy="..." cmd="..."`, leaving out empty
@@ -249,7 +256,7 @@ func formatDesc(line string) string {
 		f = append(f, "")
 	}
 	out := []string{f[0] + ":"}
-	for i, key := range []string{"tags", "desc", "proxy", "cmd"} {
+	for i, key := range []string{"tags", "desc", "proxy", "cmd", "status"} {
 		if v := f[i+1]; v != "" {
 			out = append(out, key+`="`+strings.ReplaceAll(v, `"`, `\"`)+`"`)
 		}

@@ -124,6 +124,7 @@ func serve(o options, ready *reporter) error {
 	notify := newNotifier()
 	sup, err := supervisor.New(supervisor.Options{
 		Home: o.home, Log: log, Inherited: byName,
+		NotifyPath: filepath.Join(o.home, "notify.sock"),
 		OnShutdown: func() { go notify.stopping() },
 	})
 	if err != nil {
