@@ -52,10 +52,10 @@ type service struct {
 type timerKind int
 
 const (
-	startTimer   timerKind = iota // startwait_secs: starting → running
-	stopTimer                     // stopwait_secs: stopping → KILL
-	backoffTimer                  // backoff delay: backoff → starting
-	watchdogTimer                 // watchdog_secs without WATCHDOG=1
+	startTimer    timerKind = iota // startwait_secs: starting → running
+	stopTimer                      // stopwait_secs: stopping → KILL
+	backoffTimer                   // backoff delay: backoff → starting
+	watchdogTimer                  // watchdog_secs without WATCHDOG=1
 	timerKinds
 )
 
