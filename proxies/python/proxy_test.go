@@ -48,15 +48,22 @@ func TestProxy(t *testing.T) {
 		{"LogsDroppedNotStatuses", testLogsDroppedNotStatuses},
 		{"Unbuffered", testUnbuffered},
 	}
+	eachPython(t, func(t *testing.T, py string) {
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				c.run(t, py)
+			})
+		}
+	})
+}
+
+// eachPython runs test as a parallel subtest for each interpreter.
+func eachPython(t *testing.T, test func(t *testing.T, python string)) {
 	for _, py := range pythons(t) {
 		t.Run(strings.ReplaceAll(strings.TrimPrefix(py, "/"), "/", "_"), func(t *testing.T) {
 			t.Parallel()
-			for _, c := range cases {
-				t.Run(c.name, func(t *testing.T) {
-					t.Parallel()
-					c.run(t, py)
-				})
-			}
+			test(t, py)
 		})
 	}
 }

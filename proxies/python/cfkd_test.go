@@ -1,0 +1,327 @@
+package pythonproxy_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cfkdBin is cfkd built for the end-to-end tests, or "" when it does not
+// build (it is edited by others; then those tests skip and say why).
+var (
+	cfkdBin      string
+	cfkdBuildErr string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cfk-python-proxy-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin := filepath.Join(dir, "cfkd")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/controlfreak-go/cfk/cmd/cfkd").CombinedOutput()
+	if err != nil {
+		cfkdBuildErr = fmt.Sprintf("%v\n%s", err, out)
+	} else {
+		cfkdBin = bin
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cfkd is a running cfkd and a console connection to it.
+type cfkd struct {
+	t    *testing.T
+	home string
+	cmd  *exec.Cmd
+	conn net.Conn
+	r    *bufio.Reader
+	done chan struct{}
+}
+
+// startCfkd runs cfkd in the foreground with config loaded at start.
+func startCfkd(t *testing.T, config string) *cfkd {
+	t.Helper()
+	if cfkdBin == "" {
+		t.Skipf("cfkd does not build: %s", cfkdBuildErr)
+	}
+	home := t.TempDir()
+	cfg := filepath.Join(home, "test.conf")
+	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &cfkd{t: t, home: home, done: make(chan struct{})}
+	d.cmd = exec.Command(cfkdBin, "--home", home, "-c", cfg)
+	d.cmd.Stderr = os.Stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		if d.conn != nil {
+			d.conn.Close()
+		}
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.done:
+		case <-time.After(proxyStopLimit):
+			t.Errorf("cfkd did not stop on TERM")
+			d.cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(home, "cfkd.log"))
+			t.Logf("cfkd.log:\n%s", b)
+		}
+	})
+	sock := filepath.Join(home, "sock")
+	deadline := time.Now().Add(waitLong)
+	for {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
+			d.conn, d.r = c, bufio.NewReader(c)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cfkd's console: %v", err)
+		}
+		time.Sleep(pollEvery)
+	}
+	return d
+}
+
+// do sends one console line and returns the output lines before OK.
+func (d *cfkd) do(line string) []string {
+	d.t.Helper()
+	d.conn.SetDeadline(time.Now().Add(waitLong))
+	if _, err := io.WriteString(d.conn, line+"\n"); err != nil {
+		d.t.Fatalf("%s: %v", line, err)
+	}
+	var out []string
+	for {
+		l, err := d.r.ReadString('\n')
+		if err != nil {
+			d.t.Fatalf("%s: %v", line, err)
+		}
+		switch {
+		case l == "OK\r\n":
+			return out
+		case strings.HasPrefix(l, "ERROR:"):
+			d.t.Fatalf("%s: %s", line, strings.TrimSpace(l))
+		}
+		out = append(out, strings.TrimSuffix(l, "\n"))
+	}
+}
+
+// status returns the fields of a service's status line: name state pid
+// start_time stop_time proxy fail_reason running_cmd.
+func (d *cfkd) status(name string) []string {
+	d.t.Helper()
+	out := d.do("command status service " + name)
+	if len(out) != 1 {
+		d.t.Fatalf("status %s: %q", name, out)
+	}
+	return strings.Split(out[0], "\t")
+}
+
+// waitState waits for a service to reach state and returns its pid.
+func (d *cfkd) waitState(name, state string) int {
+	d.t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for {
+		f := d.status(name)
+		if f[1] == state {
+			pid, _ := strconv.Atoi(f[2])
+			return pid
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("%s is %s, not %s: %q", name, f[1], state, f)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// proxyStatus returns a proxy's state and pid from proxystatus.
+func (d *cfkd) proxyStatus(name string) (string, int) {
+	d.t.Helper()
+	for _, l := range d.do("command proxystatus") {
+		f := strings.Split(l, "\t")
+		if f[0] == name {
+			pid := 0
+			if len(f) > 2 {
+				pid, _ = strconv.Atoi(f[2])
+			}
+			return f[1], pid
+		}
+	}
+	d.t.Fatalf("no proxy %s in proxystatus", name)
+	return "", 0
+}
+
+func (d *cfkd) waitLogged(text string) {
+	d.t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for {
+		b, _ := os.ReadFile(filepath.Join(d.home, "cfkd.log"))
+		if strings.Contains(string(b), text) {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("cfkd.log never said %q", text)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// proxyConfig declares socket web, proxy py running cfk_proxy.py with
+// python, and its services: w1 (a sleeper), web1 and web2 (hello_http on
+// socket web).
+func proxyConfig(python string) string {
+	argv, _ := json.Marshal([]string{python, proxyPath, "--preload", "cfktestapp,hello_http"})
+	examples, _ := filepath.Abs("examples")
+	return strings.Join([]string{
+		"socket web host=127.0.0.1",
+		"socket web service=0",
+		"command bind web",
+		"proxy py cmd=" + string(argv),
+		"proxy py add_env=PYTHONPATH=" + testdataDir + ":" + examples,
+		"proxy py service w1 cmd=cfktestapp:sleep",
+		"proxy py service web1 cmd=hello_http:main",
+		"proxy py service web1 sockets=web",
+		"proxy py service web2 cmd=hello_http:main",
+		"proxy py service web2 sockets=web",
+		"",
+	}, "\n")
+}
+
+// The real cfkd runs a service through the Python proxy: status shows
+// the proxy, pids both pids, the worker is the proxy's child and the proxy
+// cfkd's; the worker's output reaches cfkd's log; stop works; the auto
+// proxy goes when its last service does.
+func TestCfkdRunsPythonProxy(t *testing.T) {
+	eachPython(t, testCfkdRunsPythonProxy)
+}
+
+func testCfkdRunsPythonProxy(t *testing.T, py string) {
+	d := startCfkd(t, proxyConfig(py))
+	if out := d.do("command start service w1"); len(out) != 1 || out[0] != "done 1" {
+		t.Fatalf("start: %q", out)
+	}
+	pid := d.waitState("w1", "running")
+	state, ppid := d.proxyStatus("py")
+	if state != "up" || ppid == 0 {
+		t.Fatalf("proxystatus: %s %d", state, ppid)
+	}
+	if f := d.status("w1"); f[5] != "py" {
+		t.Errorf("proxy column %q, want py", f[5])
+	}
+	if out := d.do("command pids service w1"); len(out) != 1 || out[0] != fmt.Sprintf("w1: %d, %d", ppid, pid) {
+		t.Errorf("pids: %q, want w1: %d, %d", out, ppid, pid)
+	}
+	if parent, _, _ := procStat(t, pid); parent != ppid {
+		t.Errorf("worker's parent %d, want the proxy %d", parent, ppid)
+	}
+	if parent, _, _ := procStat(t, ppid); parent != d.cmd.Process.Pid {
+		t.Errorf("proxy's parent %d, want cfkd %d", parent, d.cmd.Process.Pid)
+	}
+	d.waitLogged(fmt.Sprintf("ready %d", pid)) // its stdout, relayed by the proxy
+
+	d.do("command stop service w1")
+	d.waitState("w1", "stopped")
+	if alive := syscall.Kill(pid, 0) == nil; alive {
+		t.Errorf("worker %d still alive after stop", pid)
+	}
+	deadline := time.Now().Add(waitLong)
+	for {
+		if state, _ := d.proxyStatus("py"); state == "down" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the auto proxy is still up with no service up")
+		}
+		time.Sleep(pollEvery)
+	}
+	if f := d.status("w1"); f[5] != "py!" {
+		t.Errorf("proxy column %q, want py! with the proxy down", f[5])
+	}
+}
+
+// Two hello_http workers forked by the proxy serve HTTP on the socket
+// cfkd bound, handed over as fd 3; a proxy killed by -9 is replaced and its
+// services come back under the new one.
+func TestCfkdPythonHTTPWorkers(t *testing.T) {
+	eachPython(t, testCfkdPythonHTTPWorkers)
+}
+
+func testCfkdPythonHTTPWorkers(t *testing.T, py string) {
+	d := startCfkd(t, proxyConfig(py))
+	d.do("command start service web1")
+	d.do("command start service web2")
+	w1, w2 := d.waitState("web1", "running"), d.waitState("web2", "running")
+	_, ppid := d.proxyStatus("py")
+	addr := strings.Split(d.do("command sockets web")[0], "\t")[1]
+
+	seen := map[int]bool{}
+	requests := 0
+	for ; requests < 40 && len(seen) < 2; requests++ {
+		worker, loadedBy := get(t, addr)
+		if worker != w1 && worker != w2 || loadedBy != ppid {
+			t.Fatalf("answered by %d preloaded by %d; workers %d %d, proxy %d", worker, loadedBy, w1, w2, ppid)
+		}
+		seen[worker] = true
+	}
+	t.Logf("%d requests answered by %d workers", requests, len(seen))
+
+	syscall.Kill(ppid, syscall.SIGKILL)
+	deadline := time.Now().Add(waitLong)
+	for {
+		state, pid := d.proxyStatus("py")
+		f1, f2 := d.status("web1"), d.status("web2")
+		if state == "up" && pid != ppid && f1[1] == "running" && f2[1] == "running" {
+			worker, loadedBy := get(t, addr)
+			if loadedBy != pid {
+				t.Errorf("answered by %d preloaded by %d, want the new proxy %d", worker, loadedBy, pid)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the proxy's death: proxy %s %d, web1 %q, web2 %q", state, pid, f1, f2)
+		}
+		time.Sleep(pollEvery)
+	}
+	for _, pid := range []int{w1, w2} {
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("worker %d of the dead proxy still alive", pid)
+		}
+	}
+}
+
+// get asks hello_http for / and returns the worker's and the preloading
+// proxy's pids.
+func get(t *testing.T, addr string) (worker, loadedBy int) {
+	t.Helper()
+	client := http.Client{Timeout: waitLong}
+	resp, err := client.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if _, err := fmt.Sscanf(string(b), "hello from worker %d, preloaded by %d", &worker, &loadedBy); err != nil {
+		t.Fatalf("answer %q: %v", b, err)
+	}
+	return worker, loadedBy
+}
