@@ -1,0 +1,2 @@
+// Package cfkproxy implements ControlFreak's proxy protocol for Go.
+package cfkproxy
