@@ -27,12 +27,12 @@ type worker struct {
 
 // spawnPlan is everything one worker needs, decided before the fork.
 type spawnPlan struct {
-	env     []string
-	files   []uintptr // becomes the worker's fds 0, 1, 2, 3, ...
-	setsid  bool
-	outPipe *os.File // the proxy's read end of the worker's stdout, or nil
-	errPipe *os.File // and of its stderr
-	closeAfter []int // the worker's ends of the pipes, closed in the proxy after the fork
+	env        []string
+	files      []uintptr // becomes the worker's fds 0, 1, 2, 3, ...
+	setsid     bool
+	outPipe    *os.File // the proxy's read end of the worker's stdout, or nil
+	errPipe    *os.File // and of its stderr
+	closeAfter []int    // the worker's ends of the pipes, closed in the proxy after the fork
 }
 
 // plan lays out the worker of a start command: stdin is the tied socket
