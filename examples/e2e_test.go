@@ -452,23 +452,20 @@ func TestRestartsAndKillsUnderLoad(t *testing.T) {
 // the socket as fd 3 named "web", and its `socket web` declaration adopts
 // it instead of binding what it declares; the services get it as from any
 // socket. The declared address is deliberately another one: what cfkd
-// serves is the inherited socket's.
+// serves is the inherited socket's. Over TCP, cfkd runs the config shipped
+// in systemd/cfkd.conf.
 //
 // systemd-socket-activate, like a .socket unit, starts cfkd on the first
 // connection. That connection waits in the socket's queue while cfkd
 // starts, and a worker answers it: nothing is lost across the handoff.
 func TestSystemdSocketActivate(t *testing.T) {
 	activate := requireTool(t, "systemd-socket-activate")
-	fd3, names := pool("w", 1, bin.worker, "sockets=web")
-	stdin, more := pool("s", 1, bin.worker, "tie_stdin_to=web")
-	names = append(names, more...)
-	services := fd3 + stdin + "command start tag pool\n"
 
 	// run starts cfkd under systemd-socket-activate listening on listen,
 	// makes the first connection, checks the socket is adopted and every
 	// worker serves, and stops cfkd.
-	run := func(t *testing.T, config, network, listen string) {
-		d := launchCfkd(t, config+services, nil, activate, "-l", listen, "--fdname=web")
+	run := func(t *testing.T, config string, names []string, network, listen string) {
+		d := launchCfkd(t, config, nil, activate, "-l", listen, "--fdname=web")
 		var first net.Conn
 		waitFor(t, startTimeout, "systemd-socket-activate listening on "+listen, func() bool {
 			if d.p.exited() {
@@ -502,14 +499,24 @@ func TestSystemdSocketActivate(t *testing.T) {
 	}
 
 	t.Run("tcp", func(t *testing.T) {
-		run(t, tcpSocket("web"), "tcp", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+		shipped, err := os.ReadFile(filepath.Join("systemd", "cfkd.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		config := strings.ReplaceAll(string(shipped), "/usr/local/bin/cfk-worker", bin.worker)
+		names := []string{"web1", "web2", "web3", "web4"}
+		run(t, config, names, "tcp", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	})
 
 	t.Run("unix", func(t *testing.T) {
 		dir := t.TempDir()
 		listen := filepath.Join(dir, "web.sock")
 		declared := filepath.Join(dir, "declared.sock")
-		run(t, "socket web host=unix/\nsocket web service="+declared+"\n", "unix", listen)
+		fd3, names := pool("w", 1, bin.worker, "sockets=web")
+		stdin, more := pool("s", 1, bin.worker, "tie_stdin_to=web")
+		config := "socket web host=unix/\nsocket web service=" + declared + "\n" +
+			fd3 + stdin + "command start tag pool\n"
+		run(t, config, append(names, more...), "unix", listen)
 		if _, err := os.Stat(declared); err == nil {
 			t.Errorf("cfkd bound the declared %s as well", declared)
 		}
@@ -518,6 +525,26 @@ func TestSystemdSocketActivate(t *testing.T) {
 			t.Errorf("cfkd removed the adopted socket's path: %v", err)
 		}
 	})
+}
+
+// TestSystemdUnits: systemd parses the shipped units without a warning.
+func TestSystemdUnits(t *testing.T) {
+	analyze := requireTool(t, "systemd-analyze")
+	dir := t.TempDir()
+	var units []string
+	for _, name := range []string{"cfkd.socket", "cfkd.service"} {
+		b, err := os.ReadFile(filepath.Join("systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// verify checks that ExecStart's program exists.
+		text := strings.ReplaceAll(string(b), "/usr/local/bin/cfkd", bin.cfkd)
+		units = append(units, writeFile(t, filepath.Join(dir, name), text))
+	}
+	out, err := exec.Command(analyze, append([]string{"verify"}, units...)...).CombinedOutput()
+	if err != nil || len(out) != 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
 }
 
 // TestNotifyReady: cfkd speaks sd_notify to NOTIFY_SOCKET as a Type=notify
