@@ -83,6 +83,8 @@ func init() {
 		"mem":         (*Supervisor).cmdMem,
 		"dump":        (*Supervisor).cmdDump,
 		"scale":       (*Supervisor).cmdScale,
+		"rollrestart": (*Supervisor).cmdRollRestart,
+		"rollstatus":  (*Supervisor).cmdRollStatus,
 		"shutdown": func(s *Supervisor, _ []string, done func([]string, error)) {
 			done(nil, nil)
 			s.beginShutdown()

@@ -54,3 +54,75 @@ func TestWatchdog(t *testing.T) {
 		t.Errorf("a pinging service was restarted")
 	}
 }
+
+func (h *harness) rollStatus(id string) []string {
+	h.t.Helper()
+	out := h.must("command rollstatus " + id)
+	return strings.Split(out[0], "\t")
+}
+
+func TestRollingRestart(t *testing.T) {
+	h := newHarness(t)
+	for _, n := range []string{"w1", "w2", "w3", "w4", "w5"} {
+		h.declare(n, helperCmd("notify", "100ms", "0", "ok"), "tags=web", "ready=notify", "startwait_secs=5")
+	}
+	h.must("command start tag web")
+	old := map[string]int{}
+	for _, n := range []string{"w1", "w2", "w3", "w4", "w5"} {
+		old[n] = h.waitState(n, "running").pid
+	}
+	out := h.must("command rollrestart tag web 2")
+	if out[0] != "rolling restart 1: 5 services in batches of 2" {
+		t.Fatalf("answer %q", out)
+	}
+	// Never more than one batch down at once.
+	var row []string
+	waitFor(t, 20*time.Second, "rolling restart done", func() bool {
+		notRunning := 0
+		for _, n := range []string{"w1", "w2", "w3", "w4", "w5"} {
+			if h.status(n).state != "running" {
+				notRunning++
+			}
+		}
+		if notRunning > 2 {
+			t.Fatalf("%d services not running at once with batches of 2", notRunning)
+		}
+		row = h.rollStatus("1")
+		return row[1] != "running"
+	})
+	if row[1] != "done" || row[2] != "5/5" {
+		t.Fatalf("rollstatus %q", row)
+	}
+	for n, pid := range old {
+		if st := h.status(n); st.pid == pid || st.state != "running" {
+			t.Errorf("%s not restarted: %+v", n, st)
+		}
+	}
+}
+
+func TestRollingRestartStopsAtAFailure(t *testing.T) {
+	h := newHarness(t)
+	for _, n := range []string{"w1", "w2", "w3"} {
+		h.declare(n, helperCmd("notify", "50ms", "0", ""), "tags=web", "ready=notify", "startwait_secs=5", "respawn_max_retries=1")
+	}
+	h.must("command start tag web")
+	for _, n := range []string{"w1", "w2", "w3"} {
+		h.waitState(n, "running")
+	}
+	w3 := h.status("w3").pid
+	// w2's new code never gets ready.
+	h.must("service w2 cmd=" + helperCmd("notify", "never", "0", ""))
+	h.must("service w2 startwait_secs=0.3")
+	h.must("command rollrestart tag web")
+	var row []string
+	waitFor(t, 20*time.Second, "rolling restart to stop", func() bool {
+		row = h.rollStatus("1")
+		return row[1] != "running"
+	})
+	if row[1] != "failed" || !strings.Contains(row[3], "w2 failed to start") {
+		t.Fatalf("rollstatus %q", row)
+	}
+	if st := h.status("w3"); st.pid != w3 {
+		t.Errorf("w3 was touched after w2 failed")
+	}
+}

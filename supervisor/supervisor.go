@@ -63,6 +63,8 @@ type Supervisor struct {
 	proxyByPid   map[int]*proxyEntry
 	idleCheck    map[string]bool // proxies to look at once the event is handled
 	notify       *notifier
+	rolling      []*rollingOp
+	rollingSeq   int
 }
 
 type event interface{}

@@ -24,7 +24,7 @@ var serviceVerbs = []serviceVerb{
 }
 
 func (a *app) serviceVerbCommand(v serviceVerb) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:               v.name + " [svcref...]",
 		Short:             v.short,
 		GroupID:           groupService,
@@ -35,6 +35,10 @@ func (a *app) serviceVerbCommand(v serviceVerb) *cobra.Command {
 			return a.eachSelector(v.name, sels, a.printLines)
 		}),
 	}
+	if v.name == "restart" {
+		a.addRollingFlags(cmd)
+	}
+	return cmd
 }
 
 // printLines prints answer lines as cfkd gave them.

@@ -448,3 +448,26 @@ func TestMemTableAndJSON(t *testing.T) {
 		t.Fatalf("json: %+v", got)
 	}
 }
+
+func TestRollingRestartFollowsProgress(t *testing.T) {
+	f := newFakeCfkd(t, map[string]reply{
+		"command rollrestart tag web 2": {body: []string{"rolling restart 7: 4 services in batches of 2"}},
+		"command rollstatus 7":          {body: []string{"7\tdone\t4/4\trestarted 4 services in 1.00s"}},
+	})
+	res := cfkctlAt(t, f, "restart", "@web", "--rolling", "--batch", "2")
+	if res.code != 0 || !strings.Contains(res.stdout, "[4/4] restarted 4 services") {
+		t.Fatalf("exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	failed := newFakeCfkd(t, map[string]reply{
+		"command rollrestart tag web 1": {body: []string{"rolling restart 1: 2 services in batches of 1"}},
+		"command rollstatus 1":          {body: []string{"1\tfailed\t0/2\tw1 failed to start"}},
+	})
+	res = cfkctlAt(t, failed, "restart", "@web", "--rolling")
+	if res.code != 1 || !strings.Contains(res.stderr, "rolling restart stopped: w1 failed to start") {
+		t.Fatalf("exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	usage := newFakeCfkd(t, nil)
+	if res = cfkctlAt(t, usage, "restart", "a", "b", "--rolling"); res.code != 2 {
+		t.Fatalf("two refs with --rolling: exit %d", res.code)
+	}
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// rollPoll is how often cfkctl asks for a rolling restart's progress.
+const rollPoll = 100 * time.Millisecond
+
+// addRollingFlags gives `restart` its --rolling and --batch flags.
+func (a *app) addRollingFlags(cmd *cobra.Command) {
+	var rolling bool
+	var batch int
+	cmd.Flags().BoolVar(&rolling, "rolling", false, "restart in batches, each batch ready before the next is touched")
+	cmd.Flags().IntVar(&batch, "batch", 1, "with --rolling: services restarted at once")
+	plain := cmd.RunE
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if !rolling {
+			return plain(c, args)
+		}
+		// Usage errors are returned bare; the run itself through action.
+		if batch < 1 {
+			return fmt.Errorf("--batch must be at least 1")
+		}
+		sels, _ := selectors(args)
+		if len(sels) != 1 {
+			return errors.New("--rolling takes one svcref (a tag, a name or all)")
+		}
+		return action(func(*cobra.Command, []string) error {
+			return a.rollingRestart(sels[0], batch)
+		})(c, args)
+	}
+}
+
+// rollingRestart starts a rolling restart in cfkd and follows it until it
+// ends. cfkd carries it out: interrupting cfkctl does not stop it.
+func (a *app) rollingRestart(sel string, batch int) error {
+	body, err := a.request(fmt.Sprintf("command rollrestart %s %d", sel, batch))
+	if err != nil {
+		return err
+	}
+	a.printLines(body)
+	var id string
+	if len(body) > 0 {
+		// "rolling restart ID: ..."
+		if f := strings.Fields(body[0]); len(f) >= 3 {
+			id = strings.TrimSuffix(f[2], ":")
+		}
+	}
+	last := ""
+	for {
+		rows, err := a.request("command rollstatus " + id)
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return errors.New("cfkd forgot the rolling restart")
+		}
+		f := strings.SplitN(rows[0], "\t", 4)
+		for len(f) < 4 {
+			f = append(f, "")
+		}
+		state, progress, msg := f[1], f[2], f[3]
+		if line := progress + " " + msg; line != last {
+			fmt.Fprintf(a.stdout, "[%s] %s\n", progress, msg)
+			last = line
+		}
+		switch state {
+		case "done":
+			return nil
+		case "failed":
+			fmt.Fprintf(a.stderr, "error: rolling restart stopped: %s\n", msg)
+			return errFailed
+		}
+		time.Sleep(rollPoll)
+	}
+}
