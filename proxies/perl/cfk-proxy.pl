@@ -470,7 +470,7 @@ sub start_service {
     if (my $svc = $service{$name}) {
         # Already running: say so again rather than start a second one.
         log_line(err => '-', "$name is already running (pid $svc->{pid})");
-        send_status(started => $name, $svc->{pid});
+        send_status(started => $name, $svc->{pid}) if $svc->{announced};
         return;
     }
     @fork_retry = grep { $_->{c}{name} ne $name } @fork_retry;
@@ -567,7 +567,11 @@ sub spawn {
     }
     log_line(err => '-', "$name cannot run: $_") for @problems;
 
-    my ($out_r, $out_w, $err_r, $err_w);
+    # The child closes the ready pipe once it is set up (own session, fds,
+    # environment) and about to run the service: only then is it
+    # "started" for cfkd, which may signal its process group at once.
+    my ($ready_r, $ready_w, $out_r, $out_w, $err_r, $err_w);
+    pipe($ready_r, $ready_w) or return fork_failed($c, $tries, "pipe: $!");
     unless (truthy($c->{ignore_stdout})) {
         pipe($out_r, $out_w) or return fork_failed($c, $tries, "pipe: $!");
     }
@@ -589,22 +593,25 @@ sub spawn {
     if (!defined $pid) {
         my $err = "$!";
         POSIX::sigprocmask(POSIX::SIG_SETMASK(), $mask);
-        close $_ for grep { defined } $out_r, $out_w, $err_r, $err_w;
+        close $_ for grep { defined } $ready_r, $ready_w, $out_r, $out_w, $err_r, $err_w;
         return fork_failed($c, $tries, "fork: $err");
     }
     if ($pid == 0) {
         run_child($svc, {
             problems => \@problems,
             file => $file, args => \@args, shown => $shown, env => $env,
-            stdin => $stdin, stdout => $out_w, stderr => $err_w,
+            stdin => $stdin, stdout => $out_w, stderr => $err_w, ready => $ready_w,
             sockets => [ map { [ $_, $socket_fd{$_} ] } grep { defined $socket_fd{$_} } @socks ],
-            close => [ grep { defined } $out_r, $err_r ],
+            close => [ grep { defined } $ready_r, $out_r, $err_r ],
         });
     }
     POSIX::sigprocmask(POSIX::SIG_SETMASK(), $mask);
 
-    close $_ for grep { defined } $out_w, $err_w;
+    close $_ for grep { defined } $ready_w, $out_w, $err_w;
     $svc->{pid} = $pid;
+    nonblocking($ready_r);
+    add_reader($ready_r, sub { 1 }, sub { announce($svc) });
+    $svc->{ready} = $reader{fileno $ready_r};
     for ([out => $out_r], [err => $err_r]) {
         my ($type, $fh) = @$_;
         next unless $fh;
@@ -615,13 +622,20 @@ sub spawn {
     }
     $service{$name} = $svc;
     $service_of_pid{$pid} = $svc;
-    log_line(out => '-', "started $name (pid $pid)");
-    send_status(started => $name, $pid);
 
     if (my $e = delete $unknown_exit{$pid}) {
         # It was reaped before its start was recorded: report it now.
         service_exited($svc, $e->{status});
     }
+}
+
+# announce tells cfkd a service is started, once.
+sub announce {
+    my ($svc) = @_;
+    return if $svc->{announced}++;
+    remove_reader($svc->{ready}) unless $svc->{ready}{closed};
+    log_line(out => '-', "started $svc->{name} (pid $svc->{pid})");
+    send_status(started => $svc->{name}, $svc->{pid});
 }
 
 sub fork_failed {
@@ -667,6 +681,7 @@ sub reap_children {
 # pipes still hold first, so its last lines come before its status.
 sub service_exited {
     my ($svc, $status) = @_;
+    announce($svc);   # an exit before the ready pipe was read is a start, too
     delete $service_of_pid{ $svc->{pid} };
     delete $service{ $svc->{name} } if ($service{ $svc->{name} } || 0) == $svc;
     for my $r (@{ $svc->{readers} || [] }) {
@@ -708,18 +723,20 @@ sub run_child {
         $p->{stderr} ? fileno $p->{stderr} : $devnull->(),
         map { $_->[1] } @{ $p->{sockets} },
     );
+    my $nplaced = @src;
+    push @src, fileno $p->{ready};   # copied high too, and closed last
     if (grep { !defined } @src) {
         print STDERR "$PROG: $name: cannot open /dev/null: $!\n";
         POSIX::_exit(EXIT_SETUP_FAILED);
     }
-    for my $t (3 .. $#src) {
+    for my $t (3 .. $nplaced - 1) {
         push @late, "fd $t, opened by the preload, is replaced by socket '$p->{sockets}[$t - 3][0]'"
             if $preload_fd{$t};
     }
     # Copies first, above every open fd, so that no target overwrites a
     # source still to be placed (socket a at fd 4 may go to 3 while socket
     # b at fd 3 goes to 4).
-    my $high = 1 + max(@{ open_fds() || [ 255 ] }, $#src);
+    my $high = 1 + max(@{ open_fds() || [ 255 ] }, $nplaced - 1);
     my @copy;
     for my $i (0 .. $#src) {
         defined POSIX::dup2($src[$i], $high + $i) or setup_failed("dup2 $src[$i]: $!");
@@ -728,14 +745,15 @@ sub run_child {
     # The proxy's own handles go through Perl's close, so that no Perl
     # handle is left pointing at an fd number a later open reuses.
     close $_ for grep { defined && defined fileno $_ }
-        $cmd_fh, $wake_r, $wake_w, $p->{stdout}, $p->{stderr}, @{ $p->{close} },
+        $cmd_fh, $wake_r, $wake_w, $p->{stdout}, $p->{stderr}, $p->{ready}, @{ $p->{close} },
         (map { $_->{fh} } values %reader), (map { $_->{fh} } values %out);
     # dup2 onto another fd leaves close-on-exec clear on the new fd: the
     # sockets stay open across an exec the service may do.
-    for my $i (0 .. $#copy) {
+    for my $i (0 .. $nplaced - 1) {
         defined POSIX::dup2($copy[$i], $i) or setup_failed("dup2 to $i: $!");
     }
-    my %keep = map { $_ => 1 } 0 .. $#src;
+    my $ready = $copy[-1];
+    my %keep = map { $_ => 1 } 0 .. $nplaced - 1, $ready;
     # What remains open is closed, but for the preload's own files.
     for my $fd (@{ open_fds() || [ @copy, values %socket_fd, defined $null ? $null : () ] }) {
         POSIX::close($fd) unless $keep{$fd} || $preload_fd{$fd};
@@ -764,6 +782,7 @@ sub run_child {
 
     $0 = "[cfk $name] $p->{shown}";
     $0 =~ s/\s+\z//;
+    POSIX::close($ready);
 
     if ($svc_code) {
         @ARGV = ();
