@@ -549,8 +549,9 @@ func TestSystemdUnits(t *testing.T) {
 
 // TestNotifyReady: cfkd speaks sd_notify to NOTIFY_SOCKET as a Type=notify
 // service must: READY=1 with a STATUS= once it serves, WATCHDOG=1 pings
-// when WATCHDOG_USEC asks for them, STOPPING=1 on TERM. Its services do
-// not see NOTIFY_SOCKET, so they cannot speak for cfkd.
+// when WATCHDOG_USEC asks for them, STOPPING=1 on TERM. Its services never
+// see the service manager's NOTIFY_SOCKET or WATCHDOG_USEC (cfkd may give
+// them a NOTIFY_SOCKET of its own), so they cannot speak for cfkd's unit.
 func TestNotifyReady(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "notify")
@@ -608,9 +609,9 @@ func TestNotifyReady(t *testing.T) {
 		return strings.Contains(string(b), "service.env.out - PATH=")
 	})
 	b, _ := os.ReadFile(log)
-	for _, v := range []string{"NOTIFY_SOCKET=", "WATCHDOG_USEC="} {
-		if strings.Contains(string(b), "service.env.out - "+v) {
-			t.Errorf("a service inherited %s", v)
+	for _, v := range []string{"NOTIFY_SOCKET=" + path, "WATCHDOG_USEC=" + strconv.Itoa(watchdogUsec)} {
+		if strings.Contains(string(b), "service.env.out - "+v+"\n") {
+			t.Errorf("a service inherited cfkd's %s", v)
 		}
 	}
 
