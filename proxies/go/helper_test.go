@@ -43,7 +43,13 @@ func TestMain(m *testing.M) {
 		startFds = probeFds()
 		Main(testApp)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if exampleBuilt {
+		if bin, err := buildExample(); err == nil {
+			os.RemoveAll(filepath.Dir(bin))
+		}
+	}
+	os.Exit(code)
 }
 
 // probeFds lists the fds that survived exec, and what they are, without
@@ -184,9 +190,13 @@ func startTestProxy(t *testing.T, sharedBytes int, sockets []string, env ...stri
 	return p
 }
 
+// exampleBuilt says whether a test asked for the example binary.
+var exampleBuilt bool
+
 // buildExample builds the example proxy once, without the race detector,
 // so that what the memory test measures is what an operator would run.
 var buildExample = sync.OnceValues(func() (string, error) {
+	exampleBuilt = true
 	dir, err := os.MkdirTemp("", "cfkproxy-example")
 	if err != nil {
 		return "", err

@@ -19,20 +19,10 @@ import (
 	"github.com/controlfreak-go/cfk/proxies/go/internal/fakecfkd"
 )
 
-// socketInode is the "socket:[N]" a fd of s links to. It reaches the fd
-// through SyscallConn, because File.Fd would clear O_NONBLOCK on the
-// socket the workers share, and a Go worker's Accept would then block in
-// the kernel where Close cannot wake it.
+// socketInode is the "socket:[N]" a fd of s links to.
 func socketInode(t *testing.T, s *fakecfkd.Socket) string {
 	t.Helper()
-	rc, err := s.File.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var target string
-	err = rc.Control(func(fd uintptr) {
-		target, err = os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
-	})
+	target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", s.File.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +129,19 @@ func TestStartServeStop(t *testing.T) {
 			target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
 			if strings.Contains(target, "memfd:") {
 				t.Errorf("worker still holds the memfd as fd %s", e.Name())
+			}
+		}
+	})
+	t.Run("O_NONBLOCK", func(t *testing.T) {
+		// The flag is the shared description's: a worker may set it (Go's
+		// net does) but must never clear it, even for a moment.
+		for _, name := range []string{"web", "fcgi"} {
+			fl, err := unix.FcntlInt(p.Sockets[name].File.Fd(), unix.F_GETFL, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fl&unix.O_NONBLOCK == 0 {
+				t.Errorf("socket %s is blocking after a Go worker adopted it", name)
 			}
 		}
 	})

@@ -171,6 +171,13 @@ func adoptWorker() (*Worker, error) {
 	for i := 0; i < n; i++ {
 		fd := listenFdsStart + i
 		unix.CloseOnExec(fd)
+		// O_NONBLOCK before os.NewFile: a File made of an fd that is
+		// already non-blocking never clears the flag in Fd (which
+		// net.FileListener calls), and the flag belongs to the open file
+		// description that cfkd and every worker share. Cleared even for
+		// a moment, another Go worker's accept could block in the kernel,
+		// where closing the listener cannot wake it.
+		unix.SetNonblock(fd, true)
 		name := ""
 		if i < len(names) {
 			name = names[i]
@@ -181,6 +188,8 @@ func adoptWorker() (*Worker, error) {
 		w.Listeners = append(w.Listeners, fileListener(f))
 	}
 	if isListeningSocket(0) {
+		// os.Stdin was made by NewFile too, so its Fd leaves the flag
+		// as it is; net.FileListener sets O_NONBLOCK on the description.
 		w.Stdin = fileListener(os.Stdin)
 	}
 	return w, nil

@@ -19,9 +19,10 @@
 //	GET /info           pid, service and table size, as JSON
 //	GET /sum            reads the whole table and returns its checksum
 //
-// SIGUSR1 makes a worker run the GC and return freed memory to the kernel;
-// SIGUSR2 makes it read the whole table. Each says so on stdout when done
-// (an `out:NAME:` log line).
+// A worker says "serving N records ..." on stdout (an `out:NAME:` log
+// line) once it serves. Then SIGUSR1 makes it run the GC and return freed
+// memory to the kernel, and SIGUSR2 makes it read the whole table; each
+// says so on stdout when done.
 //
 // With -standalone the program is not a proxy: it builds the table in its
 // own heap and serves it on -listen, or on an inherited listening fd 3;
@@ -148,7 +149,10 @@ func runStandalone(records uint64, file, addr string) error {
 
 // serve answers HTTP on every listener until ctx is done.
 func serve(ctx context.Context, name string, t []byte, ls []net.Listener) error {
-	go handleSignals(ctx, t)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	go handleSignals(ctx, sigs, t)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /lookup", func(rw http.ResponseWriter, r *http.Request) {
@@ -181,6 +185,7 @@ func serve(ctx context.Context, name string, t []byte, ls []net.Listener) error 
 	for _, l := range ls {
 		go func() { errs <- srv.Serve(l) }()
 	}
+	fmt.Printf("serving %d records (%d bytes) on %d sockets\n", table.Len(t), len(t), len(ls))
 	select {
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
@@ -196,10 +201,7 @@ func serve(ctx context.Context, name string, t []byte, ls []net.Listener) error 
 }
 
 // handleSignals serves the two signals the memory benchmark sends.
-func handleSignals(ctx context.Context, t []byte) {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
+func handleSignals(ctx context.Context, sigs <-chan os.Signal, t []byte) {
 	for {
 		select {
 		case <-ctx.Done():

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Status is one status line from the proxy.
@@ -85,7 +87,7 @@ func Start(opt Options) (*Proxy, error) {
 		if err != nil {
 			return nil, err
 		}
-		f, err := l.(*net.TCPListener).File()
+		f, err := socketFile(l.(*net.TCPListener))
 		l.Close() // only the proxy's workers accept: keep the fd, not a listener
 		if err != nil {
 			return nil, err
@@ -123,6 +125,27 @@ func Start(opt Options) (*Proxy, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// socketFile returns a dup of l's fd as a File made by os.NewFile while
+// the socket is non-blocking. Unlike TCPListener.File's, its Fd (which
+// exec.Cmd calls for ExtraFiles) leaves O_NONBLOCK alone: the flag belongs
+// to the description every worker shares, and a Go worker's accept must
+// never find it cleared.
+func socketFile(l *net.TCPListener) (*os.File, error) {
+	rc, err := l.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	cerr := rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+	if cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "listener "+l.Addr().String()), nil
 }
 
 func (p *Proxy) read(f *os.File, add func(string)) {

@@ -1,0 +1,143 @@
+package cfkproxy
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/controlfreak-go/cfk/proxies/go/example/table"
+	"github.com/controlfreak-go/cfk/proxies/go/internal/fakecfkd"
+)
+
+// startExample runs the example proxy (built without -race) under a fake
+// cfkd with one socket, "web".
+func startExample(t *testing.T, records int) *fakecfkd.Proxy {
+	t.Helper()
+	p, err := fakecfkd.Start(fakecfkd.Options{
+		Path:    exampleBin(t),
+		Args:    []string{"-records", strconv.Itoa(records)},
+		Sockets: []string{"web"},
+		Home:    t.TempDir(),
+		Stdout:  os.Stderr,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// startLookup starts one example worker on "web" and waits until it serves.
+func startLookup(t *testing.T, p *fakecfkd.Proxy, name string) int {
+	t.Helper()
+	st, err := p.StartService(statusWait, map[string]any{"name": name, "cmd": "lookup", "sockets": []string{"web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitLogPrefix(statusWait, "out:"+name+":serving "); err != nil {
+		t.Fatal(err)
+	}
+	return st.Pid
+}
+
+func TestExampleLookups(t *testing.T) {
+	const records = 100_000
+	p := startExample(t, records)
+	startLookup(t, p, "lookup1")
+	addr := p.Sockets["web"].Addr
+	for _, i := range []uint64{0, 1, 4242, records - 1} {
+		k := table.Key(i)
+		v := table.Value(k)
+		want := fmt.Sprintf("%d %s\n", k, hex.EncodeToString(v[:]))
+		if got := httpGet(t, fmt.Sprintf("http://%s/lookup?key=%d", addr, k)); got != want {
+			t.Errorf("lookup of record %d: %q, want %q", i, got, want)
+		}
+	}
+	// Keys between records, and past the last one, are absent.
+	for _, k := range []uint64{table.Key(records-1) + 1, 1 << 62} {
+		resp, err := httpClient.Get(fmt.Sprintf("http://%s/lookup?key=%d", addr, k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("lookup of absent key %d: %s, want 404", k, resp.Status)
+		}
+	}
+	if got, want := httpGet(t, "http://"+addr+"/info"), fmt.Sprintf(`"records":%d`, records); !strings.Contains(got, want) {
+		t.Errorf("/info %q, want %s", got, want)
+	}
+}
+
+// TestSharedMemoryFootprint checks the point of the whole design: four
+// workers that have each read every byte of a 64 MiB table cost, all
+// together and with the proxy, less than 1.2 times what one worker costs
+// alone (the table plus one worker's own memory), because they all map
+// the same pages. It is a property of the kernel's accounting, not a
+// timing, so it is stable on a loaded machine.
+func TestSharedMemoryFootprint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the example and maps 64 MiB")
+	}
+	const records = 64 << 20 / table.RecordBytes
+	want := make([]byte, records*table.RecordBytes)
+	table.Fill(want)
+	wantLine := fmt.Sprintf("read %d bytes sum %d", len(want), table.Sum(want))
+	want = nil
+
+	p := startExample(t, records)
+	readAll := func(name string, pid int) {
+		t.Helper()
+		syscall.Kill(pid, syscall.SIGUSR2)
+		if _, err := p.WaitLog(30*time.Second, func(l string) bool { return l == "out:"+name+":"+wantLine }); err != nil {
+			t.Fatal(err)
+		}
+		// Whatever the reading allocated is not the table's cost.
+		syscall.Kill(pid, syscall.SIGUSR1)
+		if _, err := p.WaitLog(statusWait, func(l string) bool { return l == "out:"+name+":freed memory" }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pssOf := func(pid int) int {
+		t.Helper()
+		kb, err := pss(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kb
+	}
+
+	pid0 := startLookup(t, p, "w0")
+	readAll("w0", pid0)
+	one := pssOf(pid0)
+	if one < 64<<10 {
+		t.Fatalf("one worker's PSS is %d kB after reading 64 MiB: the table is not mapped", one)
+	}
+
+	pids := []int{pid0}
+	for i := 1; i < 4; i++ {
+		name := "w" + strconv.Itoa(i)
+		pid := startLookup(t, p, name)
+		readAll(name, pid)
+		pids = append(pids, pid)
+	}
+	total := pssOf(p.Cmd.Process.Pid)
+	report := fmt.Sprintf("proxy %d kB", total)
+	for _, pid := range pids {
+		kb := pssOf(pid)
+		total += kb
+		report += fmt.Sprintf(", worker %d kB", kb)
+	}
+	limit := one * 12 / 10
+	t.Logf("one worker alone: %d kB; proxy and 4 workers: %d kB (%s); limit %d kB (ratio %.3f)",
+		one, total, report, limit, float64(total)/float64(one))
+	if total >= limit {
+		t.Errorf("proxy and 4 workers use %d kB PSS, not under 1.2 x one worker (%d kB): %s", total, one, report)
+	}
+}
