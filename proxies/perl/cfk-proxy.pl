@@ -44,9 +44,6 @@ use constant {
     # Exits of pids not (yet) known as services: kept this long, this many.
     UNKNOWN_EXIT_TTL_SECS => 60,
     MAX_UNKNOWN_EXITS    => 1024,
-    # A failed fork is tried again this often, this many times.
-    FORK_RETRY_SECS      => 1,
-    FORK_RETRIES         => 5,
     # Fds 3 .. 3+RESERVED_LOW_FDS-1 are kept busy while the preload runs,
     # so that files it opens do not sit where LISTEN_FDS sockets go.
     RESERVED_LOW_FDS     => 16,
@@ -72,7 +69,6 @@ my %reader;          # fileno => what to do when that handle is readable
 my %service;         # name => the running service of that name
 my %service_of_pid;  # pid => service
 my %unknown_exit;    # pid => { status, time }: reaped before its start was recorded
-my @fork_retry;      # starts waiting for another fork attempt
 my $cmd_buf = '';
 my $stop_signal;       # set by the TERM/INT/HUP handlers
 my $shutdown;          # { deadline, killed } once stopping
@@ -198,7 +194,6 @@ sub run {
                 $shutdown->{deadline} = $now + KILL_WAIT_SECS;
             }
         }
-        retry_forks();
         flush_outputs();
 
         my $write_set = IO::Select->new(map { $_->{fh} } grep { waiting($_) } values %out);
@@ -222,7 +217,6 @@ sub select_timeout {
     my @t;
     push @t, $shutdown->{deadline} - $now if $shutdown;
     push @t, REAP_SAFETY_SECS if %service_of_pid;
-    push @t, $_->{due} - $now for @fork_retry;
     return undef unless @t;
     my ($min) = sort { $a <=> $b } @t;
     return $min < 0 ? 0 : $min;
@@ -473,19 +467,12 @@ sub start_service {
         send_status(started => $name, $svc->{pid}) if $svc->{announced};
         return;
     }
-    @fork_retry = grep { $_->{c}{name} ne $name } @fork_retry;
-    spawn($c, 0);
+    spawn($c);
 }
 
 sub stop_service {
     my ($c) = @_;
     my $name = defined $c->{name} && !ref $c->{name} ? $c->{name} : '';
-    my @waiting = grep { $_->{c}{name} eq $name } @fork_retry;
-    if (@waiting) {
-        @fork_retry = grep { $_->{c}{name} ne $name } @fork_retry;
-        log_line(err => '-', "stop $name: it was never started (fork failed); not trying again");
-        return;
-    }
     my $svc = $service{$name};
     unless ($svc) {
         log_line(err => '-', "stop: unknown service '$name' (not running in this proxy)");
@@ -515,7 +502,6 @@ sub begin_shutdown {
     my @svcs = values %service_of_pid;
     log_line(out => '-', "$why: stopping " . scalar(@svcs) . ' services and exiting');
     $shutdown = { deadline => Time::HiRes::time() + SHUTDOWN_GRACE_SECS, killed => 0 };
-    @fork_retry = ();
     signal_service($_, 'TERM') for @svcs;
 }
 
@@ -528,7 +514,7 @@ sub truthy { my ($v) = @_; defined $v && $v ? 1 : 0 }   # JSON false, 0, "" and 
 # its stderr (the service's log) and exits 127, so that cfkd sees the
 # start fail the way any failing service does.
 sub spawn {
-    my ($c, $tries) = @_;
+    my ($c) = @_;
     my $name = $c->{name};
     my @problems;
 
@@ -571,12 +557,12 @@ sub spawn {
     # environment) and about to run the service: only then is it
     # "started" for cfkd, which may signal its process group at once.
     my ($ready_r, $ready_w, $out_r, $out_w, $err_r, $err_w);
-    pipe($ready_r, $ready_w) or return fork_failed($c, $tries, "pipe: $!");
+    pipe($ready_r, $ready_w) or return fork_failed($c, "pipe: $!");
     unless (truthy($c->{ignore_stdout})) {
-        pipe($out_r, $out_w) or return fork_failed($c, $tries, "pipe: $!");
+        pipe($out_r, $out_w) or return fork_failed($c, "pipe: $!");
     }
     unless (truthy($c->{ignore_stderr})) {
-        pipe($err_r, $err_w) or return fork_failed($c, $tries, "pipe: $!");
+        pipe($err_r, $err_w) or return fork_failed($c, "pipe: $!");
     }
 
     my $svc = {
@@ -594,7 +580,7 @@ sub spawn {
         my $err = "$!";
         POSIX::sigprocmask(POSIX::SIG_SETMASK(), $mask);
         close $_ for grep { defined } $ready_r, $ready_w, $out_r, $out_w, $err_r, $err_w;
-        return fork_failed($c, $tries, "fork: $err");
+        return fork_failed($c, "fork: $err");
     }
     if ($pid == 0) {
         run_child($svc, {
@@ -638,22 +624,13 @@ sub announce {
     send_status(started => $svc->{name}, $svc->{pid});
 }
 
+# fork_failed says why a start could not fork. No status can be sent
+# without a pid: cfkd fails the start when its startwait_secs pass, and its
+# backoff rules try again.
 sub fork_failed {
-    my ($c, $tries, $why) = @_;
-    if ($tries + 1 >= FORK_RETRIES) {
-        log_line(err => '-', "cannot start $c->{name}: $why; giving up after $tries retries");
-        return;
-    }
-    log_line(err => '-', "cannot start $c->{name}: $why; trying again in ${\FORK_RETRY_SECS} s");
-    push @fork_retry, { c => $c, tries => $tries + 1, due => Time::HiRes::time() + FORK_RETRY_SECS };
-}
-
-sub retry_forks {
-    return unless @fork_retry;
-    my $now = Time::HiRes::time();
-    my @due = grep { $_->{due} <= $now } @fork_retry;
-    @fork_retry = grep { $_->{due} > $now } @fork_retry;
-    spawn($_->{c}, $_->{tries}) for @due;
+    my ($c, $why) = @_;
+    log_line(err => '-', "cannot start $c->{name}: $why");
+    return;
 }
 
 sub reap_children {
