@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/controlfreak-go/cfk/console"
 )
 
 // The binaries under test, built once by TestMain.
@@ -525,6 +527,54 @@ func TestSystemdSocketActivate(t *testing.T) {
 			t.Errorf("cfkd removed the adopted socket's path: %v", err)
 		}
 	})
+}
+
+// TestSystemdSocketActivateSameName: systemd gives every socket of one
+// .socket unit the same name (two ListenStream= lines, say IPv4 and IPv6,
+// are two fds named "web"). cfkd must then serve both, or refuse to start;
+// what it must not do is keep one open and unserved, where connections are
+// accepted by the kernel and then wait forever.
+func TestSystemdSocketActivateSameName(t *testing.T) {
+	activate := requireTool(t, "systemd-socket-activate")
+	a := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	b := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	fd3, names := pool("w", 2, bin.worker, "sockets=web")
+	d := launchCfkd(t, tcpSocket("web")+fd3+"command start tag pool\n", nil,
+		activate, "-l", a, "-l", b, "--fdname=web:web")
+	// The first connection starts cfkd.
+	waitFor(t, startTimeout, "systemd-socket-activate listening", func() bool {
+		c, err := net.Dial("tcp", b)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	var up bool
+	waitFor(t, startTimeout, "cfkd serving or gone", func() bool {
+		if d.p.exited() {
+			return true
+		}
+		c, err := console.Dial(d.addr, consoleTimeout)
+		if err != nil {
+			return false
+		}
+		d.c, up = c, true
+		return true
+	})
+	if !up {
+		if d.p.err == nil {
+			t.Fatalf("cfkd exited 0 without serving:\n%s", tail(d.p.log))
+		}
+		t.Logf("cfkd refused two sockets named web: %v\n%s", d.p.err, tail(d.p.log))
+		return
+	}
+	d.waitRunning(names...)
+	for _, addr := range []string{a, b} {
+		if _, err := get(httpClient("tcp", addr)); err != nil {
+			t.Errorf("%s, one of two inherited sockets named web: %v (sockets: %q)",
+				addr, err, d.must("command sockets"))
+		}
+	}
 }
 
 // TestSystemdUnits: systemd parses the shipped units without a warning.
