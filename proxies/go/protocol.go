@@ -37,7 +37,7 @@ const (
 const (
 	envSharedFd = "_CFKPROXY_SHARED_FD" // the sealed memfd's fd number
 	envCmd      = "_CFKPROXY_CMD"       // the service's cmd, a JSON array
-	envFail     = "_CFKPROXY_FAIL"      // why the worker must exit 1 at once
+	envFail     = "_CFKPROXY_FAIL"      // the worker must exit 1 at once
 )
 
 // command is one line from cfkd: start or stop.

@@ -247,10 +247,9 @@ func (p *proxy) start(c *command) {
 		w, err = p.spawn(c, pl)
 	}
 	if err != nil {
-		// No process, so no exit to reap: say at once that the start
-		// ended, as the failure of a process would (exit 1).
+		// No process, so no status: cfkd takes only real pids. Its
+		// start stays pending, as under a Perl proxy that cannot fork.
 		p.logf(logErr, proxyService, "%v", err)
-		p.status.put(stoppedLine(c.name, 0, 1<<8))
 		return
 	}
 	p.workers[w.name] = w

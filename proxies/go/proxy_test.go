@@ -308,7 +308,7 @@ func TestUnknownSocketFailsTheStart(t *testing.T) {
 		t.Errorf("status %s, want pid %d exit_status 256", stopped.Raw, st.Pid)
 	}
 	if _, err := p.WaitLog(statusWait, func(l string) bool {
-		return strings.HasPrefix(l, "err:lost:") && strings.Contains(l, `socket "nope" is not passed to the proxy`)
+		return l == `err:lost:cannot start: sockets: socket "nope" is not passed to the proxy`
 	}); err != nil {
 		t.Error(err)
 	}

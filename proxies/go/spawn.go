@@ -39,9 +39,10 @@ type spawnPlan struct {
 // or /dev/null, stdout and stderr are pipes to the proxy or /dev/null,
 // the asked sockets are fds 3, 4, ... (systemd's order), and the sealed
 // memfd comes right after them. When the command cannot be honoured (an
-// unknown socket), the worker is still started but told to fail, so that
-// cfkd sees a start that exits 1 with the reason on its stderr, as it
-// would for a Perl proxy whose `do FILE` fails.
+// unknown socket), the proxy logs why and the worker is still started,
+// but told to exit 1 at once, so that cfkd sees a start that fails, as it
+// would under a Perl proxy whose `do FILE` fails, and its respawn rules
+// apply.
 func (p *proxy) plan(c *command) (*spawnPlan, error) {
 	var fail []string
 	stdin := p.devNull
@@ -107,7 +108,10 @@ func (p *proxy) plan(c *command) (*spawnPlan, error) {
 	}
 	env = append(env, envSharedFd+"="+strconv.Itoa(sharedFd), envCmd+"="+string(cmdJSON))
 	if len(fail) > 0 {
-		env = append(env, envFail+"="+strings.Join(fail, "; "))
+		// Said here, under the service's name, since the worker's
+		// stderr may be ignored; the worker just exits 1.
+		p.logf(logErr, c.name, "cannot start: %s", strings.Join(fail, "; "))
+		env = append(env, envFail+"=1")
 	}
 	pl.env = dedupEnv(env)
 	return pl, nil

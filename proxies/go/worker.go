@@ -82,6 +82,9 @@ func runWorker(app App) int {
 	if os.Getenv(envListenFds) != "" {
 		os.Setenv(envListenPid, strconv.Itoa(os.Getpid()))
 	}
+	if os.Getenv(envFail) != "" {
+		return 1 // the proxy has logged why
+	}
 	w, err := adoptWorker()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cfkproxy: %s: %v\n", os.Getenv(envService), err)
@@ -139,12 +142,8 @@ func runWorker(app App) int {
 func adoptWorker() (*Worker, error) {
 	sharedVar := os.Getenv(envSharedFd)
 	cmdVar := os.Getenv(envCmd)
-	failVar := os.Getenv(envFail)
-	for _, k := range []string{envSharedFd, envCmd, envFail} {
+	for _, k := range []string{envSharedFd, envCmd} {
 		os.Unsetenv(k)
-	}
-	if failVar != "" {
-		return nil, errors.New(failVar)
 	}
 	w := &Worker{Name: os.Getenv(envService)}
 	if cmdVar != "" {
