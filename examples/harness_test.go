@@ -125,7 +125,7 @@ func startProc(t *testing.T, dir, name string, env []string, argv ...string) *pr
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
-	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Env = append(cleanEnv(os.Environ()), env...)
 	p.cmd.Stdout, p.cmd.Stderr = out, out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -141,6 +141,21 @@ func startProc(t *testing.T, dir, name string, env []string, argv ...string) *pr
 		}
 	})
 	return p
+}
+
+// cleanEnv drops the service manager's variables, should the tests run
+// under one: a cfkd started here must not notify it or take its sockets.
+func cleanEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 func (p *proc) exited() bool {
