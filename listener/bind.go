@@ -331,3 +331,46 @@ func (s *Socket) Close() error {
 	})
 	return s.closeErr
 }
+
+// Handover is what a Socket needs to outlive an in-place upgrade of cfkd:
+// the fd itself crosses exec (same number, close-on-exec cleared by the
+// caller), the rest is data.
+type Handover struct {
+	Fd      int    `json:"fd"`
+	Adopted bool   `json:"adopted"`
+	Path    string `json:"path,omitempty"`
+	PathDev uint64 `json:"path_dev,omitempty"`
+	PathIno uint64 `json:"path_ino,omitempty"`
+}
+
+// Handover describes s for the next cfkd.
+func (s *Socket) Handover() Handover {
+	return Handover{Fd: s.fd, Adopted: s.adopted, Path: s.path, PathDev: s.pathID.dev, PathIno: s.pathID.ino}
+}
+
+// Resume takes back a socket handed over by a previous cfkd: the same fd,
+// still bound and listening, with its unix path still its own to remove.
+// The fd is marked close-on-exec again.
+func Resume(spec Spec, h Handover) (*Socket, error) {
+	if err := setCloexec(h.Fd); err != nil {
+		return nil, fmt.Errorf("cannot resume socket '%s' (fd %d): %w", spec.Name, h.Fd, err)
+	}
+	if err := checkListening(h.Fd); err != nil {
+		return nil, fmt.Errorf("cannot resume socket '%s' (fd %d): %w", spec.Name, h.Fd, err)
+	}
+	// O_NONBLOCK belongs to the description the workers share, and Go
+	// workers set it themselves: leave it exactly as it is.
+	now, err := isNonblocking(h.Fd)
+	if err != nil {
+		return nil, fmt.Errorf("cannot resume socket '%s': %w", spec.Name, err)
+	}
+	as := spec
+	as.Nonblocking = now
+	s, err := newSocket(as, h.Fd, h.Adopted)
+	if err != nil {
+		return nil, fmt.Errorf("cannot resume socket '%s': %w", spec.Name, err)
+	}
+	s.spec = spec
+	s.path, s.pathID = h.Path, fileID{dev: h.PathDev, ino: h.PathIno}
+	return s, nil
+}

@@ -7,7 +7,10 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Bounds on what a proxy can make cfkd hold.
@@ -39,22 +42,26 @@ type Handlers struct {
 type Conn struct {
 	cmds      chan []byte
 	cmdW      *os.File
+	statusR   *os.File
+	logR      *os.File
 	closeOnce sync.Once
 	quit      chan struct{}
 	wg        sync.WaitGroup
 	bad       badLimiter
+	detached  atomic.Bool // the pipes outlive the Conn (in-place upgrade)
 }
 
 // Open starts serving a proxy's pipes: commands are written to cmdW, and
-// statusR and logR are read until the proxy closes them.
+// statusR and logR are read until the proxy closes them. Files made from
+// non-blocking fds can be detached (see Detach).
 func Open(cmdW, statusR, logR *os.File, h Handlers) *Conn {
-	c := &Conn{cmds: make(chan []byte, commandQueue), cmdW: cmdW, quit: make(chan struct{})}
+	c := &Conn{cmds: make(chan []byte, commandQueue), cmdW: cmdW, statusR: statusR, logR: logR, quit: make(chan struct{})}
 	c.bad.report = h.Bad
 	c.wg.Add(3)
 	go c.writeCommands()
 	go func() {
 		defer c.wg.Done()
-		defer statusR.Close()
+		defer c.closeUnlessDetached(statusR)
 		readLines(statusR, maxStatusBytes, func(line []byte, whole bool) {
 			if !whole {
 				c.bad.add(fmt.Errorf("status line longer than %d bytes dropped", maxStatusBytes))
@@ -72,7 +79,7 @@ func Open(cmdW, statusR, logR *os.File, h Handlers) *Conn {
 	}()
 	go func() {
 		defer c.wg.Done()
-		defer logR.Close()
+		defer c.closeUnlessDetached(logR)
 		var cont *LogLine // the line a long piece continues
 		readLines(logR, maxLogBytes, func(line []byte, whole bool) {
 			var l LogLine
@@ -120,9 +127,15 @@ func readLines(r io.Reader, max int, each func(line []byte, whole bool)) {
 	}
 }
 
+func (c *Conn) closeUnlessDetached(f *os.File) {
+	if !c.detached.Load() {
+		f.Close()
+	}
+}
+
 func (c *Conn) writeCommands() {
 	defer c.wg.Done()
-	defer c.cmdW.Close()
+	defer c.closeUnlessDetached(c.cmdW)
 	for {
 		select {
 		case b := <-c.cmds:
@@ -161,6 +174,45 @@ func (c *Conn) Close() {
 
 // Wait returns when every pipe is closed.
 func (c *Conn) Wait() { c.wg.Wait() }
+
+// Detach stops the Conn's goroutines and hands back its three pipes as
+// plain fds (not close-on-exec cleared: the caller decides), for cfkd's
+// in-place upgrade: the next cfkd opens a Conn on them. Commands still
+// queued are written first. A line a reader had half read is lost.
+func (c *Conn) Detach() (cmd, status, log int, err error) {
+	c.detached.Store(true)
+	// Let the writer empty its queue, then stop it.
+	for deadline := time.Now().Add(time.Second); len(c.cmds) > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	c.Close()
+	_ = c.cmdW.SetWriteDeadline(time.Now())
+	_ = c.statusR.SetReadDeadline(time.Now())
+	_ = c.logR.SetReadDeadline(time.Now())
+	c.wg.Wait()
+	fds := make([]int, 3)
+	for i, f := range []*os.File{c.cmdW, c.statusR, c.logR} {
+		if fds[i], err = dupFd(f); err != nil {
+			return 0, 0, 0, err
+		}
+		f.Close()
+	}
+	return fds[0], fds[1], fds[2], nil
+}
+
+// dupFd copies a file's fd without File.Fd's side effect on blocking mode.
+func dupFd(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var fd int
+	var derr error
+	if err := rc.Control(func(raw uintptr) { fd, derr = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 3) }); err != nil {
+		return 0, err
+	}
+	return fd, derr
+}
 
 // badLimiter reports malformed input at a bounded rate.
 type badLimiter struct {

@@ -85,6 +85,8 @@ func init() {
 		"scale":       (*Supervisor).cmdScale,
 		"rollrestart": (*Supervisor).cmdRollRestart,
 		"rollstatus":  (*Supervisor).cmdRollStatus,
+		"upgrade":     (*Supervisor).cmdUpgrade,
+		"upgrades":    (*Supervisor).cmdUpgrades,
 		"shutdown": func(s *Supervisor, _ []string, done func([]string, error)) {
 			done(nil, nil)
 			s.beginShutdown()

@@ -3,10 +3,12 @@ package supervisor
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -30,10 +32,13 @@ type notifyEvent struct {
 	fields map[string]string
 }
 
-// notifier is cfkd's notify socket.
+// notifier is cfkd's notify socket. It is read through Go's poller, so
+// that an in-place upgrade can stop the reader (a read deadline) without
+// closing the socket.
 type notifier struct {
 	path string
-	fd   int
+	conn *net.UnixConn
+	done chan struct{}
 }
 
 func openNotifier(path string) (*notifier, error) {
@@ -54,19 +59,55 @@ func openNotifier(path string) (*notifier, error) {
 		return nil, fmt.Errorf("notify socket: SO_PASSCRED: %w", err)
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
-	return &notifier{path: path, fd: fd}, nil
+	return notifierFromFd(path, fd)
+}
+
+// notifierFromFd wraps a bound notify socket (new, or handed over).
+func notifierFromFd(path string, fd int) (*notifier, error) {
+	f := os.NewFile(uintptr(fd), "notify:"+path)
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("notify socket: %w", err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("notify socket: fd %d is not a unix socket", fd)
+	}
+	return &notifier{path: path, conn: uc}, nil
+}
+
+// detach stops the reader and hands back the socket's fd, still bound.
+func (n *notifier) detach() (int, error) {
+	_ = n.conn.SetReadDeadline(time.Now())
+	if n.done != nil {
+		<-n.done
+	}
+	f, err := n.conn.File()
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n.conn.Close()
+	return unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
 }
 
 // read receives datagrams and hands them to deliver until the socket is
 // closed. Datagrams without credentials are dropped.
+func (n *notifier) start(deliver func(notifyEvent) bool) {
+	n.done = make(chan struct{})
+	go func() {
+		defer close(n.done)
+		n.read(deliver)
+	}()
+}
+
 func (n *notifier) read(deliver func(notifyEvent) bool) {
 	buf := make([]byte, maxNotifyBytes)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
 	for {
-		nb, noob, _, _, err := unix.Recvmsg(n.fd, buf, oob, 0)
-		if err == unix.EINTR {
-			continue
-		}
+		nb, noob, _, _, err := n.conn.ReadMsgUnix(buf, oob)
 		if err != nil {
 			return
 		}
@@ -91,8 +132,10 @@ func (n *notifier) read(deliver func(notifyEvent) bool) {
 }
 
 func (n *notifier) close() {
-	unix.Shutdown(n.fd, unix.SHUT_RDWR)
-	unix.Close(n.fd)
+	n.conn.Close()
+	if n.done != nil {
+		<-n.done
+	}
 	_ = os.Remove(n.path)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -36,7 +37,8 @@ type outputReader struct {
 	mu    sync.Mutex
 	pipes map[int32]*pipeState
 
-	done chan struct{}
+	done    chan struct{}
+	pausing atomic.Bool // the wake-up means "stop, keep the pipes" (upgrade)
 }
 
 type pipeState struct {
@@ -106,6 +108,12 @@ func (r *outputReader) loop() {
 		}
 		for _, ev := range events[:n] {
 			if int(ev.Fd) == r.wake[0] {
+				if r.pausing.Load() {
+					var b [16]byte
+					_, _ = unix.Read(r.wake[0], b[:])
+					r.flushPartials()
+					return
+				}
 				r.drainAll(buf)
 				return
 			}
@@ -203,6 +211,61 @@ func (r *outputReader) drainAll(buf []byte) {
 		}
 		unix.Close(p.fd)
 	}
+}
+
+// flushPartials logs the partial lines pipes hold, so that none is lost
+// when another process takes the pipes over.
+func (r *outputReader) flushPartials() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.pipes {
+		if len(p.partial) > 0 {
+			r.emit(p, p.partial)
+			p.partial = nil
+		}
+	}
+}
+
+// pause stops reading without closing any pipe (for an in-place
+// upgrade), and says what each pipe is.
+func (r *outputReader) pause() []savedPipe {
+	r.pausing.Store(true)
+	_, _ = unix.Write(r.wake[1], []byte{0})
+	<-r.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]savedPipe, 0, len(r.pipes))
+	for _, p := range r.pipes {
+		out = append(out, savedPipe{Fd: p.fd, Category: p.category, Level: int(p.level), Pid: p.pid})
+	}
+	return out
+}
+
+// resume reads again after pause (the upgrade did not happen).
+func (r *outputReader) resume() {
+	r.pausing.Store(false)
+	r.done = make(chan struct{})
+	go r.loop()
+}
+
+// adopt starts reading a pipe handed over by the previous cfkd.
+func (r *outputReader) adopt(p savedPipe) {
+	unix.CloseOnExec(p.Fd)
+	st := &pipeState{fd: p.Fd, category: p.Category, level: eventlog.Level(p.Level), pid: p.Pid}
+	_ = unix.SetNonblock(p.Fd, true)
+	r.mu.Lock()
+	r.pipes[int32(p.Fd)] = st
+	r.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(p.Fd)}
+	_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, p.Fd, &ev)
+}
+
+// savedPipe is an output pipe as it crosses an in-place upgrade.
+type savedPipe struct {
+	Fd       int    `json:"fd"`
+	Category string `json:"category"`
+	Level    int    `json:"level"`
+	Pid      int    `json:"pid"`
 }
 
 // close stops the reader after logging what the pipes hold.

@@ -174,16 +174,27 @@ func (s *Supervisor) startProxy(p *proxyEntry) error {
 	p.gen++
 	p.pid, p.sockets, p.stopping, p.wantDown = pid, socks, false, false
 	s.proxyByPid[pid] = p
-	gen, name := p.gen, p.name
-	p.conn = proxy.Open(fileOf(cmdW, "proxy-command"), fileOf(statusR, "proxy-status"), fileOf(logR, "proxy-log"), proxy.Handlers{
+	s.openProxyConn(p, cmdW, statusR, logR)
+	s.logf(eventlog.Info, "proxy '%s' started, pid %d", p.name, pid)
+	return nil
+}
+
+// openProxyConn serves a running proxy's pipes. They are made
+// non-blocking so that Go's poller reads them and an in-place upgrade can
+// stop the readers without closing the pipes.
+func (s *Supervisor) openProxyConn(p *proxyEntry, cmdW, statusR, logR int) {
+	for _, fd := range []int{cmdW, statusR, logR} {
+		unix.CloseOnExec(fd)
+		_ = unix.SetNonblock(fd, true)
+	}
+	gen, name, pid := p.gen, p.name, p.pid
+	p.conn = proxy.Open(fileOf(cmdW, "proxy:"+name+":command"), fileOf(statusR, "proxy:"+name+":status"), fileOf(logR, "proxy:"+name+":log"), proxy.Handlers{
 		Status: func(st proxy.Status) { s.send(proxyStatusEvent{name, gen, st}) },
 		Log:    func(l proxy.LogLine) { s.proxyLog(p, l) },
 		Bad: func(err error) {
 			s.log.Log(eventlog.Error, "proxy."+name, pid, "bad input from proxy: "+err.Error())
 		},
 	})
-	s.logf(eventlog.Info, "proxy '%s' started, pid %d", p.name, pid)
-	return nil
 }
 
 // proxyLog logs a line a proxy relayed: a service's output, or its own.

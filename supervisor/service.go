@@ -32,8 +32,9 @@ type service struct {
 
 	// Each timer kind has a generation: a timer that fires after it was
 	// cancelled or re-armed carries an old generation and is ignored.
-	timerGen [timerKinds]uint64
-	timers   [timerKinds]func() bool
+	timerGen  [timerKinds]uint64
+	timers    [timerKinds]func() bool
+	deadlines [timerKinds]time.Time // when each armed timer fires
 
 	// Things to do once the service is down (restart, destroy, shutdown).
 	whenDown []func()

@@ -34,6 +34,14 @@ type Options struct {
 	// NotifyPath is where the sd_notify socket every service gets as
 	// NOTIFY_SOCKET is bound; empty means no readiness notifications.
 	NotifyPath string
+	// Binary is what `command upgrade` re-executes when given no path.
+	Binary string
+	// MainFds lists the fds main hands to the next cfkd (console listener,
+	// lock), by name; they come back in Handover.Main.
+	MainFds func() map[string]int
+	// Exec re-executes cfkd in place with extra environment; it returns
+	// only when exec failed. Nil: no in-place upgrade.
+	Exec func(binary string, env []string) error
 	// Inherited are listening sockets cfkd was started with (systemd
 	// socket activation), by name: a socket declared with the same name
 	// adopts its fd instead of binding.
@@ -65,6 +73,7 @@ type Supervisor struct {
 	notify       *notifier
 	rolling      []*rollingOp
 	rollingSeq   int
+	upgrades     int
 }
 
 type event interface{}
@@ -165,8 +174,12 @@ func (s *Supervisor) Run() {
 	stopReaper := startReaper(s)
 	defer stopReaper()
 	if s.notify != nil {
-		go s.notify.read(func(ev notifyEvent) bool { return s.send(ev) })
-		defer s.notify.close()
+		s.notify.start(func(ev notifyEvent) bool { return s.send(ev) })
+		defer func() {
+			if s.notify != nil {
+				s.notify.close()
+			}
+		}()
 	}
 	defer s.out.close()
 	for {
@@ -226,6 +239,7 @@ func (s *Supervisor) handle(ev event) {
 	case timerEvent:
 		if s.services[ev.name] == ev.svc && ev.svc.timerGen[ev.kind] == ev.gen {
 			ev.svc.timers[ev.kind] = nil
+			ev.svc.deadlines[ev.kind] = time.Time{}
 			s.onTimer(ev.svc, ev.kind)
 		}
 	case notifyEvent:
@@ -250,11 +264,13 @@ func (s *Supervisor) arm(svc *service, kind timerKind, d time.Duration) {
 	ev := timerEvent{name: svc.name, svc: svc, kind: kind, gen: gen}
 	t := time.AfterFunc(d, func() { s.send(ev) })
 	svc.timers[kind] = t.Stop
+	svc.deadlines[kind] = time.Now().Add(d)
 }
 
 // disarm cancels one of a service's timers.
 func (s *Supervisor) disarm(svc *service, kind timerKind) {
 	svc.timerGen[kind]++
+	svc.deadlines[kind] = time.Time{}
 	if stop := svc.timers[kind]; stop != nil {
 		stop()
 		svc.timers[kind] = nil

@@ -55,6 +55,7 @@ func (a *app) commands() []*cobra.Command {
 		a.memCommand(),
 		a.dumpCommand(),
 		a.scaleCommand(),
+		a.upgradeCommand(),
 		a.socketVerbCommand("bind", "Bind a declared socket and listen on it"),
 		a.socketVerbCommand("unbind", "Close a socket no running service uses"),
 	)

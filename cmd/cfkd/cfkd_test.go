@@ -463,3 +463,93 @@ func TestServicesGetOnlyTheirFds(t *testing.T) {
 		}
 	}
 }
+
+func TestUpgradeInPlace(t *testing.T) {
+	d := startCfkd(t)
+	c := d.client()
+	for _, l := range []string{
+		"socket web host=127.0.0.1", "socket web service=0",
+		"service a cmd=sleep 1000", "service a sockets=web", "service a startwait_secs=0.1",
+		"service b cmd=/bin/sh -c 'while true; do echo tick; sleep 0.05; done'", "service b startwait_secs=0.1",
+		"service c cmd=sleep 1000", "service c startwait_secs=30", // still starting: its timer crosses
+		"command start all",
+	} {
+		d.must(c, l)
+	}
+	waitFor(t, 5*time.Second, "running", func() bool {
+		a := d.must(c, "command status service a")
+		b := d.must(c, "command status service b")
+		return strings.Contains(a[0], "\trunning\t") && strings.Contains(b[0], "\trunning\t")
+	})
+	before := map[string]string{}
+	for _, n := range []string{"a", "b", "c"} {
+		before[n] = d.must(c, "command status service "+n)[0]
+	}
+	sockBefore := d.must(c, "command sockets")
+	addr := strings.Split(sockBefore[0], "\t")[1]
+
+	// A binary that is no cfkd, or missing: refused, nothing changes.
+	for bin, want := range map[string]string{"/bin/true": "it said nothing", "/nonexistent": "no such file"} {
+		_, err := c.Do("command upgrade " + bin)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("upgrade to %s: %v", bin, err)
+		}
+	}
+
+	// The real thing: the connection closes, the same socket serves again.
+	if _, err := c.Do("command upgrade"); err == nil {
+		t.Fatal("upgrade answered instead of re-executing")
+	}
+	var c2 *console.Client
+	waitFor(t, 10*time.Second, "the console again", func() bool {
+		cl, err := console.Dial(d.addr, time.Second)
+		if err != nil {
+			return false
+		}
+		out, err := cl.Do("command upgrades")
+		if err != nil || len(out) != 1 || out[0] != "1" {
+			cl.Close()
+			return false
+		}
+		c2 = cl
+		return true
+	})
+	defer c2.Close()
+	if !alive(d.cmd.Process.Pid) {
+		t.Fatal("cfkd's pid changed")
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if got := mustDo(t, c2, "command status service "+n)[0]; got != before[n] {
+			t.Errorf("%s changed across the upgrade:\n%q\n%q", n, before[n], got)
+		}
+	}
+	if got := mustDo(t, c2, "command sockets"); got[0] != sockBefore[0] {
+		t.Errorf("socket changed: %q -> %q", sockBefore, got)
+	}
+	// The socket never closed: it still accepts (into a's backlog).
+	if conn, err := net.DialTimeout("tcp", addr, time.Second); err != nil {
+		t.Errorf("socket closed by the upgrade: %v", err)
+	} else {
+		conn.Close()
+	}
+	// Output of a service started before still reaches the log.
+	logPath := filepath.Join(d.home, "cfkd.log")
+	mark, _ := os.ReadFile(logPath)
+	waitFor(t, 5*time.Second, "output after the upgrade", func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b[len(mark):]), "service.b.out - tick")
+	})
+	// Exits are still seen: kill -9 a, it comes back.
+	pa := pidOf(t, d, c2, "a")
+	syscall.Kill(pa, syscall.SIGKILL)
+	waitFor(t, 5*time.Second, "respawn after upgrade", func() bool {
+		p := pidOf(t, d, c2, "a")
+		return p != 0 && p != pa
+	})
+	// c's start timer crossed the upgrade: it is still starting.
+	if out := mustDo(t, c2, "command status service c"); !strings.Contains(out[0], "\tstarting\t") {
+		t.Errorf("c: %q", out)
+	}
+	mustDo(t, c2, "command shutdown")
+	d.wait(15 * time.Second)
+}

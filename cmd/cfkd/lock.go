@@ -38,3 +38,13 @@ func (l *lockFile) release() {
 	_ = l.f.Truncate(0)
 	_ = l.f.Close()
 }
+
+// lockFromFd takes over the lock the previous cfkd held: the same open
+// file, so the same flock, across exec.
+func lockFromFd(fd int) (*lockFile, error) {
+	if fd <= 0 {
+		return nil, fmt.Errorf("upgrade: no lock file was handed over")
+	}
+	unix.CloseOnExec(fd)
+	return &lockFile{f: os.NewFile(uintptr(fd), "lock")}, nil
+}

@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,6 +25,7 @@ type options struct {
 	daemon  bool
 	trap    bool
 	config  string
+	check   bool // --upgrade-check: can this binary resume from the document on stdin?
 }
 
 func main() {
@@ -35,7 +37,12 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       supervisor.Version,
-		RunE:          func(_ *cobra.Command, _ []string) error { return run(o) },
+		RunE: func(_ *cobra.Command, _ []string) error {
+			if o.check {
+				return upgradeCheck()
+			}
+			return run(o)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.home, "home", "", "home directory (default $HOME/.controlfreak)")
@@ -43,6 +50,8 @@ func main() {
 	f.BoolVarP(&o.daemon, "daemon", "d", false, "detach and run in the background")
 	f.BoolVarP(&o.trap, "trap", "t", false, "with -d, ignore HUP, INT and TERM (stop with `command shutdown`)")
 	f.StringVarP(&o.config, "config", "c", "", "config file to load at start, as if sent line by line to the console")
+	f.BoolVar(&o.check, "upgrade-check", false, "say whether this binary can take over from the running cfkd (used by upgrade)")
+	_ = f.MarkHidden("upgrade-check")
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "cfkd: %v\n", err)
 		os.Exit(1)
@@ -82,19 +91,29 @@ func run(o options) error {
 		return fmt.Errorf("create home: %w", err)
 	}
 
-	if o.daemon && !isDaemonChild() {
+	handover, err := readHandover()
+	if err != nil {
+		return err
+	}
+	if o.daemon && !isDaemonChild() && handover == nil {
 		return detach()
 	}
 	ready := readyReporter()
-	err = serve(o, ready)
+	err = serve(o, ready, handover)
 	if err != nil {
 		ready.fail(err)
 	}
 	return err
 }
 
-func serve(o options, ready *reporter) error {
-	lock, err := takeLock(filepath.Join(o.home, "lock"))
+func serve(o options, ready *reporter, handover *supervisor.Handover) error {
+	var lock *lockFile
+	var err error
+	if handover != nil {
+		lock, err = lockFromFd(handover.Main["lock"])
+	} else {
+		lock, err = takeLock(filepath.Join(o.home, "lock"))
+	}
 	if err != nil {
 		return err
 	}
@@ -122,11 +141,29 @@ func serve(o options, ready *reporter) error {
 		log.Infof("inherited socket '%s' (fd %d) from the service manager", in.Name, in.File.Fd())
 	}
 	notify := newNotifier()
-	sup, err := supervisor.New(supervisor.Options{
+	binary, _ := os.Executable()
+	var consoleFd int
+	opts := supervisor.Options{
 		Home: o.home, Log: log, Inherited: byName,
 		NotifyPath: filepath.Join(o.home, "notify.sock"),
 		OnShutdown: func() { go notify.stopping() },
-	})
+		Binary:     binary,
+		MainFds: func() map[string]int {
+			return map[string]int{"console": consoleFd, "lock": int(lock.f.Fd())}
+		},
+		Exec: func(binary string, env []string) error {
+			log.Infof("re-executing %s in place", binary)
+			log.Sync()
+			argv := append([]string{binary}, os.Args[1:]...)
+			return syscall.Exec(binary, argv, append(os.Environ(), env...))
+		},
+	}
+	var sup *supervisor.Supervisor
+	if handover != nil {
+		sup, err = supervisor.Resume(opts, handover)
+	} else {
+		sup, err = supervisor.New(opts)
+	}
 	if err != nil {
 		return err
 	}
@@ -140,7 +177,7 @@ func serve(o options, ready *reporter) error {
 	// services still die of TERM.
 	trap := o.trap && o.daemon
 
-	if o.config != "" {
+	if o.config != "" && handover == nil {
 		if err := loadConfig(o.config, sup); err != nil {
 			sup.Shutdown()
 			<-sup.Done()
@@ -149,11 +186,19 @@ func serve(o options, ready *reporter) error {
 		log.Infof("loaded %s", o.config)
 	}
 
-	l, err := console.Listen(o.address)
+	var l net.Listener
+	if handover != nil {
+		l, err = listenerFromFd(handover.Main["console"])
+	} else {
+		l, err = console.Listen(o.address)
+	}
 	if err != nil {
 		sup.Shutdown()
 		<-sup.Done()
 		return err
+	}
+	if consoleFd, err = rawFd(l); err != nil {
+		log.Warnf("console socket cannot be handed over: %v", err)
 	}
 	srv := &console.Server{
 		Handler: sup,
