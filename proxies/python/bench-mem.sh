@@ -17,7 +17,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 WORKERS=${WORKERS:-16}
 MB=${MB:-200}
 DATA=${DATA:-"objects blob"}
-MODES=${MODES:-"single proxy gunicorn independent"}
+MODES=${MODES:-"single proxy proxy-nofreeze gunicorn independent"}
 
 if ! "$PYTHON" -c 'import gunicorn' 2>/dev/null; then
 	echo "# $PYTHON has no gunicorn (apt-get install python3-gunicorn): skipping that mode" >&2
@@ -44,8 +44,8 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 single = {r["data"]: r for r in rows if r["mode"] == "single"}
 print()
-print("| data | pool | start s | idle PSS MiB | after gc.collect | after one read pass |")
-print("|---|---|---|---|---|---|")
+print("| data | pool | start s | idle PSS MiB | after gc.collect | after one read pass | load |")
+print("|---|---|---|---|---|---|---|")
 for r in rows:
     ref = single.get(r["data"])
     def cell(step):
@@ -57,7 +57,9 @@ for r in rows:
     if "forks_s" in r:
         start += " (preload %.2f + forks %.2f)" % (r["preload_s"], r["forks_s"])
     pool = r["mode"] if r["mode"] == "single" else "%s x%d" % (r["mode"], r["workers"])
-    print("| %s | %s | %s | %s | %s | %s |" % (r["data"], pool, start, cell("idle"), cell("after_gc"), cell("after_read")))
+    print("| %s | %s | %s | %s | %s | %s | %s |" % (r["data"], pool, start, cell("idle"), cell("after_gc"),
+                                                   cell("after_read"), r["load1"]))
 print()
-print("(x) = pool PSS / PSS of one worker alone, idle.")
+print("(x) = pool PSS / PSS of one worker alone, idle. load = 1-minute load average")
+print("when the run began: start times are only meaningful on an idle machine.")
 PY

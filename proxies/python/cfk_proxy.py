@@ -172,7 +172,7 @@ MAX_COMMAND_BYTES = 1 << 20
 STOP_WAIT_SECONDS = 5.0
 KILL_WAIT_SECONDS = 1.0
 # EARLY_EXITS_KEPT bounds the exits of unknown pids kept for a start that
-# is recorded later.
+# is recorded after its worker was reaped.
 EARLY_EXITS_KEPT = 256
 # COMM_MAX_BYTES is the kernel's limit for /proc/self/comm (TASK_COMM_LEN-1).
 COMM_MAX_BYTES = 15
@@ -587,7 +587,8 @@ class Proxy:
             for key, mask in self.sel.select(self.timeout()):
                 key.data(key.fd, mask)
             self.handle_signals()
-            self.check_deadlines()
+            if self.given_up():
+                return 0
 
     def on_signal(self, signum, frame):
         self.signals.add(signum)
@@ -726,6 +727,9 @@ class Proxy:
             return
         write_end = {kind: w for kind, _, w in ends}
         flush_std_streams()
+        # An exit reaped before this fork cannot be the new worker's, even if
+        # the kernel reuses the pid of a process that exited earlier.
+        self.early_exits.clear()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
             pid = os.fork()
@@ -865,18 +869,19 @@ class Proxy:
     def stopped(self):
         return not self.workers and not self.status.pending and not self.log.pending
 
-    def check_deadlines(self):
+    def given_up(self):
+        """given_up KILLs what is left once the stop wait is over, and
+        reports True when the wait after KILL is over too."""
         now = time.monotonic()
         if self.kill_deadline is not None:
-            if now >= self.kill_deadline:
-                sys.exit(0)
-            return
+            return now >= self.kill_deadline
         if self.term_deadline is not None and now >= self.term_deadline:
             if self.workers:
                 self.complain("%d worker(s) still up after %g s: KILL" % (len(self.workers), self.stop_wait))
             for w in list(self.workers.values()):
                 self.signal_worker(w, signal.SIGKILL)
             self.kill_deadline = now + KILL_WAIT_SECONDS
+        return False
 
     # ---- in the worker
 

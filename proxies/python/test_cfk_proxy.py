@@ -144,12 +144,20 @@ class EarlyExitTest(unittest.TestCase):
     """An exit reaped before its start was recorded is reported after it."""
 
     def test_early_exit_reported_after_started(self):
+        """An exit reaped before the fork is not taken for the new worker's,
+        should the kernel reuse the pid."""
         fds = [os.pipe() for _ in range(3)]
         try:
             p = cfk_proxy.Proxy(fds[0][0], fds[1][1], fds[2][1], {}, 1.0)
-            p.early_exits[999999] = 768
+            p.early_exits[999998] = 0  # reaped before the fork: forgotten
+
+            def fork_and_reap():
+                # As if the worker died and was reaped before spawn recorded it.
+                p.early_exits[999999] = 768
+                return 999999
+
             req = cfk_proxy.StartRequest({"name": "w", "cmd": "app:main", "ignore_stdout": 1, "ignore_stderr": 1}, {})
-            with mock.patch("os.fork", return_value=999999):
+            with mock.patch("os.fork", side_effect=fork_and_reap):
                 p.spawn(req)
             self.assertEqual(bytes(p.status.buf),
                              b'{"status":"started","name":"w","pid":999999}\n'

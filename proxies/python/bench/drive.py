@@ -12,6 +12,8 @@ every worker has read all the data once. Modes:
 
 proxy        cfk_proxy.py --preload memapp, driven as cfkd drives it (three
              pipes), workers cmd=memapp:worker
+proxy-nofreeze  the same, each worker calling gc.unfreeze() first: what
+             the proxy's gc.freeze saves
 independent  N python3 processes, each loading the data itself
 gunicorn     gunicorn --preload -w N (sync workers) serving memapp:application
 single       one python3 process alone: the reference "one worker"
@@ -87,7 +89,7 @@ class ProxyPool:
     """ProxyPool plays cfkd: it starts cfk_proxy.py with three pipes and
     asks it for the workers."""
 
-    def __init__(self, python, n, env):
+    def __init__(self, python, n, env, worker_env):
         cmd_r, self.cmd_w = os.pipe()
         status_r, status_w = os.pipe()
         log_r, log_w = os.pipe()
@@ -105,9 +107,11 @@ class ProxyPool:
                 raise SystemExit("drive: the proxy exited: %s" % self.logs)
             time.sleep(0.005)
         self.preload_s = time.monotonic() - t0
+        note = next(line for line in list(self.logs) if line.startswith(b"out:-:preloaded"))
+        self.frozen = int(note.split(b"; ")[1].split()[0])  # "...; N objects frozen"
         self.forks_t0 = time.monotonic()
         for i in range(n):
-            line = json.dumps({"command": "start", "name": "w%02d" % i, "cmd": "memapp:worker", "env": {},
+            line = json.dumps({"command": "start", "name": "w%02d" % i, "cmd": "memapp:worker", "env": worker_env,
                                "tie_stdin_to": None, "ignore_stdout": 0, "ignore_stderr": 0,
                                "no_new_session": 0})
             os.write(self.cmd_w, line.encode() + b"\n")
@@ -143,11 +147,12 @@ def run(args):
     env = dict(os.environ, BENCH_DATA=args.data, BENCH_MB=str(args.mb), BENCH_MARKERS=markers,
                PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
     n = 1 if args.mode == "single" else args.workers
-    result = {"mode": args.mode, "data": args.data, "workers": n, "mb": args.mb}
+    result = {"mode": args.mode, "data": args.data, "workers": n, "mb": args.mb,
+              "load1": round(os.getloadavg()[0], 1)}
     t0 = time.monotonic()
     worker_cmd = [args.python, "-c", "import memapp; memapp.worker()"]
-    if args.mode == "proxy":
-        pool = ProxyPool(args.python, n, env)
+    if args.mode in ("proxy", "proxy-nofreeze"):
+        pool = ProxyPool(args.python, n, env, {"BENCH_UNFREEZE": "1"} if args.mode == "proxy-nofreeze" else {})
     elif args.mode in ("independent", "single"):
         pool = ProcessPool([worker_cmd] * n, env)
     elif args.mode == "gunicorn":
@@ -160,9 +165,10 @@ def run(args):
     try:
         pids = wait_markers(markers, "ready", n)
         result["start_s"] = round(time.monotonic() - t0, 2)
-        if args.mode == "proxy":
+        if isinstance(pool, ProxyPool):
             result["preload_s"] = round(pool.preload_s, 2)
             result["forks_s"] = round(time.monotonic() - pool.forks_t0, 3)
+            result["frozen"] = pool.frozen
         everyone = pids + ([pool.parent] if pool.parent else [])
         time.sleep(SETTLE_SECONDS)
         result["idle"] = pool_mib(everyone)
@@ -184,7 +190,7 @@ def run(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mode", required=True, choices=("proxy", "independent", "gunicorn", "single"))
+    p.add_argument("--mode", required=True, choices=("proxy", "proxy-nofreeze", "independent", "gunicorn", "single"))
     p.add_argument("--data", required=True, choices=("objects", "blob"))
     p.add_argument("--workers", type=int, default=16)
     p.add_argument("--mb", type=int, default=200)
