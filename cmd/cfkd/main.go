@@ -137,6 +137,12 @@ func serve(o options, ready *reporter, handover *supervisor.Handover) error {
 	}
 	byName := map[string]*os.File{}
 	for _, in := range inherited {
+		if byName[in.Name] != nil {
+			// systemd names every fd of one .socket unit alike; one
+			// declaration adopts one fd, and an fd nobody serves would
+			// take connections that hang.
+			return fmt.Errorf("the service manager passed several sockets named '%s': give each its own FileDescriptorName= (one .socket unit per name) so that each can be declared", in.Name)
+		}
 		byName[in.Name] = in.File
 		log.Infof("inherited socket '%s' (fd %d) from the service manager", in.Name, in.File.Fd())
 	}
@@ -212,7 +218,11 @@ func serve(o options, ready *reporter, handover *supervisor.Handover) error {
 	log.Infof("management socket on %s", o.address)
 	ready.ok()
 	if out, err := sup.Execute(console.Request{Kind: console.KindCommand, Verb: "list"}); err == nil {
-		notify.ready(statusLine(o.address, len(out)))
+		notify.ready(statusLine(o.address, len(out)), func() bool {
+			// A round trip through the supervisor loop.
+			_, err := sup.Execute(console.Request{Kind: console.KindCommand, Verb: "version"})
+			return err == nil
+		})
 	}
 
 	for {

@@ -27,11 +27,13 @@ func newNotifier() *notifier {
 
 func (n *notifier) send(state string) { _, _ = daemon.SdNotify(false, state) }
 
-// ready says cfkd is serving, with a one-line status.
-func (n *notifier) ready(status string) {
+// ready says cfkd is serving, with a one-line status. alive must answer
+// only when cfkd's loop does: the watchdog is fed through it, so a stuck
+// loop starves the watchdog and systemd restarts cfkd.
+func (n *notifier) ready(status string, alive func() bool) {
 	n.send(daemon.SdNotifyReady + "\nSTATUS=" + status)
 	if n.watchdog > 0 {
-		go n.ping(status)
+		go n.ping(alive)
 	}
 }
 
@@ -45,13 +47,15 @@ func (n *notifier) stopping() {
 
 // ping keeps systemd's watchdog fed. It runs only when the unit asked for
 // a watchdog, so an unwatched cfkd has no timer at all.
-func (n *notifier) ping(status string) {
+func (n *notifier) ping(alive func() bool) {
 	t := time.NewTicker(n.watchdog)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			n.send(daemon.SdNotifyWatchdog)
+			if alive() {
+				n.send(daemon.SdNotifyWatchdog)
+			}
 		case <-n.stop:
 			return
 		}
