@@ -8,6 +8,11 @@
 use strict;
 use warnings;
 
+# The proxy's own subs live here, out of the way of the application's: the
+# preload and the services are compiled in package main, as scripts are,
+# and may well define a sub run or import max.
+package CfkProxy;
+
 use Errno qw(EAGAIN EINTR ESRCH EWOULDBLOCK);
 use Fcntl qw(F_GETFL F_SETFL O_NONBLOCK O_RDONLY O_RDWR);
 use Getopt::Long qw(:config no_ignore_case bundling);
@@ -162,7 +167,7 @@ sub preload {
     }
     my %before = map { $_ => 1 } @{ open_fds() || [] };
 
-    my $ret = eval { require $path };
+    my $ret = eval { package main; require $path };
     my $err = $@;
 
     if (my $after = open_fds()) {
@@ -774,7 +779,7 @@ sub run_child {
     }
     @ARGV = @{ $p->{args} };
     my $path = $file =~ m{^\.{0,2}/} ? $file : "./$file";
-    do $path;
+    { package main; do $path; }
     if ($@) {
         print STDERR $@;
         exit EXIT_DIED;

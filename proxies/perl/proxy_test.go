@@ -135,11 +135,14 @@ func TestPreloadedOnce(t *testing.T) {
 	h := startProxy(t, options{
 		preload: `open my $f, '>>', $ENV{LOAD_COUNTER} or die; print $f "loaded in $$\n"; close $f;
 our $PRELOADED_BY = $$; our %DATA = map { $_ => $_ * 2 } 1 .. 1000;
+# An application's subs in main must not trouble the proxy's.
+use List::Util qw(max);
+sub run { die "the application's run" } sub main { die } sub spawn { die } sub log_line { die }
 1;
 `,
 		env: []string{"LOAD_COUNTER=" + counter},
 	})
-	svc := h.write("svc.pl", `print "data=$main::DATA{500} by=$main::PRELOADED_BY\n"; sleep 1 while 1;`)
+	svc := h.write("svc.pl", `print "data=$DATA{500} by=$PRELOADED_BY\n"; sleep 1 while 1;`)
 	for _, name := range []string{"a", "b", "c"} {
 		h.start(name, svc, nil)
 	}
