@@ -83,19 +83,13 @@ func Start(opt Options) (*Proxy, error) {
 	env := append(os.Environ(),
 		"_CFK_COMMAND_FD=3", "_CFK_STATUS_FD=4", "_CFK_LOG_FD=5", "CFKD_HOME="+opt.Home)
 	for _, name := range opt.Sockets {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		s, err := Listen(name)
 		if err != nil {
 			return nil, err
 		}
-		f, err := socketFile(l.(*net.TCPListener))
-		l.Close() // only the proxy's workers accept: keep the fd, not a listener
-		if err != nil {
-			return nil, err
-		}
-		s := &Socket{Name: name, Addr: l.Addr().String(), File: f}
 		p.Sockets[name] = s
 		env = append(env, "_CFK_SOCK_"+name+"="+strconv.Itoa(3+len(extra)))
-		extra = append(extra, f)
+		extra = append(extra, s.File)
 	}
 	env = append(env, opt.Env...)
 	p.Cmd = exec.Command(opt.Path, opt.Args...)
@@ -125,6 +119,21 @@ func Start(opt Options) (*Proxy, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// Listen binds a TCP socket on 127.0.0.1 and returns it as the fd a
+// proxy or its workers inherit; nothing in this process accepts on it.
+func Listen(name string) (*Socket, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close() // only the workers accept: keep the fd, not a listener
+	f, err := socketFile(l.(*net.TCPListener))
+	if err != nil {
+		return nil, err
+	}
+	return &Socket{Name: name, Addr: l.Addr().String(), File: f}, nil
 }
 
 // socketFile returns a dup of l's fd as a File made by os.NewFile while
