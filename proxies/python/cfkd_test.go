@@ -95,6 +95,11 @@ func startCfkd(t *testing.T, config string) *cfkd {
 			d.conn, d.r = c, bufio.NewReader(c)
 			break
 		}
+		select {
+		case <-d.done:
+			t.Fatalf("cfkd exited: %v", d.cmd.ProcessState)
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("cfkd's console: %v", err)
 		}
@@ -186,25 +191,26 @@ func (d *cfkd) waitLogged(text string) {
 	}
 }
 
-// proxyConfig declares socket web, proxy py running cfk_proxy.py with
-// python, and its services: w1 (a sleeper), web1 and web2 (hello_http on
+// proxyConfig declares socket web (with socketAttrs), proxy py running
+// cfk_proxy.py with python, and its services: w1 (a sleeper), web1 and web2 (hello_http on
 // socket web).
-func proxyConfig(python string) string {
+func proxyConfig(python string, socketAttrs ...string) string {
 	argv, _ := json.Marshal([]string{python, proxyPath, "--preload", "cfktestapp,hello_http"})
 	examples, _ := filepath.Abs("examples")
-	return strings.Join([]string{
-		"socket web host=127.0.0.1",
-		"socket web service=0",
+	lines := []string{"socket web host=127.0.0.1", "socket web service=0"}
+	for _, a := range socketAttrs {
+		lines = append(lines, "socket web "+a)
+	}
+	return strings.Join(append(lines,
 		"command bind web",
-		"proxy py cmd=" + string(argv),
-		"proxy py add_env=PYTHONPATH=" + testdataDir + ":" + examples,
+		"proxy py cmd="+string(argv),
+		"proxy py add_env=PYTHONPATH="+testdataDir+":"+examples,
 		"proxy py service w1 cmd=cfktestapp:sleep",
 		"proxy py service web1 cmd=hello_http:main",
 		"proxy py service web1 sockets=web",
 		"proxy py service web2 cmd=hello_http:main",
 		"proxy py service web2 sockets=web",
-		"",
-	}, "\n")
+		""), "\n")
 }
 
 // The real cfkd runs a service through the Python proxy: status shows
@@ -260,19 +266,24 @@ func testCfkdRunsPythonProxy(t *testing.T, py string) {
 }
 
 // Two hello_http workers forked by the proxy serve HTTP on the socket
-// cfkd bound, handed over as fd 3; a proxy killed by -9 is replaced and its
+// cfkd bound (non-blocking), handed over as fd 3; a proxy killed by -9 is replaced and its
 // services come back under the new one.
 func TestCfkdPythonHTTPWorkers(t *testing.T) {
 	eachPython(t, testCfkdPythonHTTPWorkers)
 }
 
 func testCfkdPythonHTTPWorkers(t *testing.T, py string) {
-	d := startCfkd(t, proxyConfig(py))
+	// O_NONBLOCK on the shared socket: the worker that loses the race for
+	// a connection gets EAGAIN and must keep serving.
+	d := startCfkd(t, proxyConfig(py, "nonblocking=1"))
 	d.do("command start service web1")
 	d.do("command start service web2")
 	w1, w2 := d.waitState("web1", "running"), d.waitState("web2", "running")
 	_, ppid := d.proxyStatus("py")
 	addr := strings.Split(d.do("command sockets web")[0], "\t")[1]
+	if flags := fdFlags(t, w1, 3); flags&syscall.O_NONBLOCK == 0 {
+		t.Errorf("fd 3 of web1 has flags %o, want O_NONBLOCK", flags)
+	}
 
 	seen := map[int]bool{}
 	requests := 0
@@ -324,4 +335,24 @@ func get(t *testing.T, addr string) (worker, loadedBy int) {
 		t.Fatalf("answer %q: %v", b, err)
 	}
 	return worker, loadedBy
+}
+
+// fdFlags reads the file status flags of a process's fd.
+func fdFlags(t *testing.T, pid, fd int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "flags:"); ok {
+			flags, err := strconv.ParseInt(strings.TrimSpace(v), 8, 64)
+			if err != nil {
+				t.Fatalf("fdinfo flags %q: %v", v, err)
+			}
+			return int(flags)
+		}
+	}
+	t.Fatalf("no flags in /proc/%d/fdinfo/%d", pid, fd)
+	return 0
 }

@@ -79,9 +79,12 @@ def listen_socket():
     it was passed to this process."""
     if os.environ.get("LISTEN_PID") != str(os.getpid()) or int(os.environ.get("LISTEN_FDS", "0")) < 1:
         raise SystemExit("hello_http: no socket was passed (give the service sockets=NAME)")
-    sock = socket.socket(fileno=LISTEN_FDS_START)
-    sock.setblocking(True)
-    return sock
+    # The socket's O_NONBLOCK is left as it is: it belongs to the one open
+    # socket that every worker on it shares (README, `nonblocking`). Either
+    # way works: HTTPServer waits in select, and when another worker took
+    # the connection first, a non-blocking accept fails with EAGAIN, which
+    # HTTPServer ignores, and a blocking one waits for the next connection.
+    return socket.socket(fileno=LISTEN_FDS_START)
 
 
 def main():
