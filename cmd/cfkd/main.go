@@ -216,6 +216,12 @@ func serve(o options, ready *reporter, handover *supervisor.Handover) error {
 		}
 	}()
 	log.Infof("management socket on %s", o.address)
+	if a, err := console.ParseAddress(o.address); err == nil && a.Network == "tcp" {
+		if host, _, _ := net.SplitHostPort(a.Addr); !isLoopback(host) {
+			log.Warnf("the management socket %s is reachable from the network and has no authentication: anyone who reaches it can run any command as cfkd's user", o.address)
+			fmt.Fprintf(os.Stderr, "cfkd: warning: %s is reachable from the network and unauthenticated\n", o.address)
+		}
+	}
 	ready.ok()
 	if out, err := sup.Execute(console.Request{Kind: console.KindCommand, Verb: "list"}); err == nil {
 		notify.ready(statusLine(o.address, len(out)), func() bool {
@@ -263,4 +269,13 @@ func loadConfig(path string, h console.Handler) error {
 	defer f.Close()
 	_, err = console.Load(f, path, h)
 	return err
+}
+
+// isLoopback reports whether a console host is only reachable locally.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
