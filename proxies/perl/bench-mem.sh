@@ -23,6 +23,11 @@
 #   read      after every worker has read all the data once
 # and the time from the launch until all workers report ready.
 #
+# Then (unless PROBE=0) it shows what each way of reading a hash unshares:
+# one process builds PROBE_ENTRIES entries and forks a child per way of
+# reading; the child's Private_Dirty before and after says how much it had
+# to copy.
+#
 # Needs bash, perl (core modules) and Linux /proc. It drives the proxy
 # itself, as cfkd would: three pipes and JSON commands (PROTOCOL.md).
 set -euo pipefail
@@ -234,3 +239,49 @@ for v in $variants; do
             "${5#*=}" "${6#*=}" "${7#*=}"
     done
 done
+
+[ "${PROBE:-1}" = 0 ] && exit 0
+probe_entries=${PROBE_ENTRIES:-500000}
+echo
+echo "# What reading copies: a hash of $probe_entries small strings and the same records packed"
+echo "# in one string; one forked child per way of reading; its Private_Dirty before and after, MiB"
+perl - "$probe_entries" <<'EOF'
+use strict;
+use warnings;
+my $n = shift;
+our %D;
+$D{ sprintf 'key%07d', $_ } = sprintf('value %07d ', $_) . ('x' x 30) for 1 .. $n;
+our $P = '';
+$P .= sprintf('%-200s', sprintf('key%07d value %07d', $_, $_)) for 1 .. $n;
+my @ways = (
+    ['hash: look each key up, use the value in place', sub { my $s = 0; $s += length $D{ sprintf 'key%07d', $_ } for 1 .. $n; $s }],
+    ['hash: look each key up, copy the value',         sub { my $s = 0; for (1 .. $n) { my $v = $D{ sprintf 'key%07d', $_ }; $s += length $v } $s }],
+    ['hash: look each key up, match a regex on it',    sub { my $s = 0; for (1 .. $n) { $s++ if $D{ sprintf 'key%07d', $_ } =~ /9 x/ } $s }],
+    ['hash: each (key only), value in place',          sub { my $s = 0; while (defined(my $k = each %D)) { $s += length $D{$k} } $s }],
+    ['hash: each (key, value)',                        sub { my $s = 0; while (my ($k, $v) = each %D) { $s += length $v } $s }],
+    ['hash: foreach over values',                      sub { my $s = 0; $s += length for values %D; $s }],
+    ['hash: foreach over keys (builds the key list)',  sub { my $s = 0; $s++ for keys %D; $s }],
+    ['packed: substr of every record',                 sub { my $s = 0; for (my $o = 0; $o < length $P; $o += 200) { my $r = substr($P, $o, 200); $s += length $r } $s }],
+    ['packed: unpack of every record',                 sub { my $s = 0; for (my $o = 0; $o < length $P; $o += 200) { my ($k) = unpack("x$o A10", $P); $s += length $k } $s }],
+);
+sub dirty {
+    open my $f, '<', "/proc/$_[0]/smaps_rollup" or die;
+    while (<$f>) { return $1 / 1024 if /^Private_Dirty:\s+(\d+) kB/ }
+}
+sub rss {
+    open my $f, '<', "/proc/$_[0]/smaps_rollup" or die;
+    while (<$f>) { return $1 / 1024 if /^Rss:\s+(\d+) kB/ }
+}
+printf "# the parent holds %.0f MiB\n", rss($$);
+printf "%-50s %8s %8s\n", 'way of reading', 'before', 'after';
+for my $w (@ways) {
+    my $pid = fork // die;
+    if (!$pid) {
+        my $before = dirty($$);
+        $w->[1]->();
+        printf "%-50s %8.1f %8.1f\n", $w->[0], $before, dirty($$);
+        exit 0;
+    }
+    waitpid $pid, 0;
+}
+EOF

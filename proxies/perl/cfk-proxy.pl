@@ -929,6 +929,12 @@ C<CONTROL_FREAK_SERVICE=NAME>.
 
 =head1 THE PROXY ITSELF
 
+A service is reported C<started> once its child is set up (in its own
+session, its fds and environment in place) and about to run the service's
+code: from then on cfkd may signal its process group. The child says so by
+closing a pipe the proxy watches; an exit that comes first counts as a
+start, and both are reported.
+
 It runs a single C<select> loop. Writes to cfkd's status and log pipes are
 non-blocking and buffered: a cfkd that does not read never blocks the loop
 or the services. Statuses are never dropped; log lines beyond 1 MiB of
@@ -947,52 +953,75 @@ error. On TERM, INT or HUP, and when the command pipe reaches end of file
 reports them for up to 2 seconds, KILLs what is left, and exits 0.
 
 Malformed commands and unknown verbs are logged as C<err:-:> lines and
-skipped. The proxy's own messages are C<out:-:> / C<err:-:> log lines; its
+skipped. A start of a service that is already running does not fork a
+second one: it is logged, and the running one's C<started> is sent again. The proxy's own messages are C<out:-:> / C<err:-:> log lines; its
 stderr (cfkd logs it as C<proxy.NAME.err>) gets only what cannot go there.
+
+=head1 UNDER cfkd
+
+The preload runs before the proxy reads any command, and cfkd counts a
+service's C<startwait_secs> from the moment it asks for the start: a
+preload that takes longer than that makes the first start of an auto
+proxy fail ("did not report the start within startwait_secs"). Give such
+services a C<startwait_secs> longer than the preload, or declare the proxy
+C<noauto=1> and start it ahead with C<command proxyup>. The proxy's first
+log line, C<cfk-proxy started>, is written when the preload is done.
+
+The proxy's own log lines are logged by cfkd as C<proxy.NAME.out> and
+C<.err>, its services' lines as theirs (C<service.NAME.out>, C<.err>).
 
 =head1 KEEPING MEMORY SHARED
 
 After a fork, a page stays shared until some process writes to it. Perl
-writes to memory in places one may not expect, and these decide how much a
+writes to memory where one may not expect it, and that decides how much a
 pool of workers really shares.
 
 =over
 
-=item * B<Reference counts.> Every Perl value (SV) has a header with a
-reference count, and it is updated when the value is aliased, referenced,
-pushed in a C<foreach> list, passed around in some ways, or copied: Perl's
-own copy-on-write for strings keeps a share count in the string's buffer,
-and hash keys live in a shared table with their own counts. Reading a
-hash of a million small strings in a worker (C<for (keys %h) { ... $h{$_} }>)
-writes to most of the pages that hold them, and each such page is copied
-into the worker: the memory is no longer shared, although nothing was
-changed. Upgrades do the same (a string used as a number caches the number
-in the SV).
+=item * B<Perl has no garbage collector> to run or to avoid: memory is
+freed by reference counting as values go. Nothing walks the heap behind
+the application's back (nothing like Python's or Ruby's GC marking every
+object), so an idle worker stays shared: only what its code touches is
+copied.
 
-=item * B<Perl has no garbage collector> to run or to avoid: memory is freed
-by reference counting as values go. Nothing walks the heap behind the
-application's back (there is nothing like Ruby's or Python's GC marking
-objects), so an idle worker stays shared. Only what the code touches
-unshares.
+=item * B<Reading is writing, for small values.> Every Perl value (SV) has
+a header with a reference count and flags, and Perl updates them as it
+reads. Iterating a hash (C<keys>, C<each>) makes a value for each key that
+shares the key's string and counts it in the shared key table. Copying a
+string (C<my $v = $h{$k}>) sets up Perl's own copy-on-write, which writes
+a share count into the string's buffer and a flag into its header. A
+regular expression match does the same to the string it matches (to keep
+C<$&> and the captures valid). C<foreach> over C<values> counts a
+reference to each value. A string used as a number caches the number in
+its header. Each of these writes to a page full of other values, and the
+kernel copies the whole page into the worker. A worker that walks a hash
+of a million small strings this way ends up with its own copy of nearly
+all of it, though it changed nothing.
+
+=item * B<Reading in place writes nothing.> Looking a key up and using the
+value where it is (C<length $h{$k}>, C<print $h{$k}>, C<substr> or
+C<unpack> of it) leaves every page shared. So does a lookup-style
+application (a request handler that looks up the few keys it needs), for
+any number of requests.
 
 =item * B<Bulk data in few, big values.> Data packed into one large scalar
 (fixed-size records read with C<substr> or C<unpack>, an index of offsets
-in another packed string) is one SV: reading it does not write to its
-buffer, and the pages stay shared however often they are read. The same
-goes for a file mapped into memory before the fork (the preload's mapping
-is inherited), and for data kept outside Perl values (an XS structure, a
-CDB or an LMDB file).
+in another packed string) is one SV: reading it never writes to its
+buffer, and its pages stay shared however often every worker reads all of
+it. The same goes for a file mapped into memory before the fork (the
+mapping is inherited) and for data kept outside Perl values (an XS
+structure, a CDB or an LMDB file).
 
-=item * Build the data in the preload, not in the workers; load modules in
-the preload; do not touch all the data in the preload after building it
-"to warm it up" (that is fine, it happens before the fork, but it does
-nothing for the workers).
+=item * Build the data and load the modules in the preload, not in the
+services; code a service file loads itself is compiled again in each
+worker.
 
 =back
 
-F<proxies/perl/BENCH.md> has figures: 16 workers over about 200 MB of data,
-held as a hash of small strings and as one packed string, idle and after
-each worker has read all the data once.
+F<proxies/perl/BENCH.md> has the figures: 16 workers over about 200 MB of
+data held as a hash of a million small strings and as one packed string,
+idle and after each worker has read all of it, and what each way of
+reading a hash costs.
 
 =head1 DIFFERENCES FROM cfk-share-mem-proxy.pl
 
