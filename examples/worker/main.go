@@ -6,6 +6,11 @@
 // It answers every request with its service name and pid, so that a few
 // requests show the kernel spreading connections across the pool, and it
 // stops gracefully on TERM: no new accepts, in-flight requests finish.
+//
+// Under a supervisor that gives it NOTIFY_SOCKET (cfkd does), it says
+// READY=1 once it serves, so a service with `ready=notify` is running as
+// soon as it can answer, and a rolling restart moves on without waiting
+// out startwait_secs.
 package main
 
 import (
@@ -19,6 +24,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/controlfreak-go/cfk/examples/internal/drain"
 )
@@ -48,6 +55,13 @@ func main() {
 	// answered (see package drain for why Shutdown alone is not enough).
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	// Ready now, a moment before the accept loop runs: the socket has been
+	// listening since cfkd bound it, so a connection arriving in between
+	// waits in the kernel's accept queue for us. Without NOTIFY_SOCKET
+	// (run by hand) this does nothing.
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.Printf("worker: sd_notify: %v", err)
+	}
 	if err := drain.Serve(srv, []net.Listener{l}, sig, 5*time.Second); err != nil {
 		log.Fatalf("worker: %v", err)
 	}

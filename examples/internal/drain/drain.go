@@ -11,10 +11,21 @@
 // under load there are always a few: the client sees the connection close
 // with no answer.
 //
-// Serve therefore stops in three steps: turn keep-alive off (which also
-// closes the idle keep-alive connections), close the listeners and wait for
+// Keep-alive connections have the same problem one step later. Closing an
+// idle one (what Shutdown and SetKeepAlivesEnabled(false) do) races with
+// the client's next request, which may already be on its way: the client
+// sees its connection reset or closed with no answer. HTTP's way to end a
+// keep-alive connection without that race is to answer one more request
+// with "Connection: close"; the client then reconnects, and its new
+// connection goes to another worker through the shared queue.
+//
+// Serve therefore stops in three steps: close the listeners and wait for
 // the accept loops to return, so that every accepted connection is known;
-// wait until each of those has had its request answered; only then Shutdown.
+// answer every request from then on with "Connection: close", and wait
+// until each accepted connection has had its request answered and each
+// keep-alive connection has been closed that way (an idle one is given
+// idleGrace to send its next request); only then Shutdown, which closes
+// what is left idle.
 package drain
 
 import (
@@ -23,27 +34,49 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// pollInterval is how often a stopping worker looks whether its last
-// accepted connections have been answered; it only runs while stopping.
-const pollInterval = 5 * time.Millisecond
+const (
+	// pollInterval is how often a stopping worker looks whether its last
+	// connections are done; it only runs while stopping.
+	pollInterval = 5 * time.Millisecond
+	// idleGrace is how long a stopping worker keeps an idle keep-alive
+	// connection open for the client's next request, which it answers
+	// with "Connection: close". A client under load sends it within
+	// microseconds; one idle longer is closed, with the race any server
+	// closing an idle connection has. It is net/http's own bound on
+	// lingering after a close (rstAvoidanceDelay).
+	idleGrace = 500 * time.Millisecond
+)
 
 // Serve serves srv on every listener until a signal arrives on stop, then
 // drains as the package doc says, taking at most wait in all. It returns
 // the first error of a listener that failed before stop, or of Shutdown;
-// nil after a clean stop. It sets srv.ConnState, calling any hook already
-// there.
+// nil after a clean stop. It wraps srv.Handler and sets srv.ConnState,
+// calling any hook already there.
 func Serve(srv *http.Server, listeners []net.Listener, stop <-chan os.Signal, wait time.Duration) error {
-	busy := &busyConns{conns: map[net.Conn]bool{}}
+	conns := &openConns{state: map[net.Conn]http.ConnState{}}
 	next := srv.ConnState
 	srv.ConnState = func(c net.Conn, s http.ConnState) {
-		busy.set(c, s)
+		conns.set(c, s)
 		if next != nil {
 			next(c, s)
 		}
 	}
+	var stopping atomic.Bool
+	handler := srv.Handler
+	if handler == nil {
+		handler = http.DefaultServeMux
+	}
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if stopping.Load() {
+			// net/http closes the connection once this answer is written.
+			w.Header().Set("Connection", "close")
+		}
+		handler.ServeHTTP(w, r)
+	})
 
 	served := make(chan error, len(listeners))
 	for _, l := range listeners {
@@ -57,17 +90,23 @@ func Serve(srv *http.Server, listeners []net.Listener, stop <-chan os.Signal, wa
 		running--
 	}
 
-	deadline := time.Now().Add(wait)
-	srv.SetKeepAlivesEnabled(false)
+	now := time.Now()
+	deadline, idleDeadline := now.Add(wait), now.Add(min(idleGrace, wait))
+	stopping.Store(true)
 	for _, l := range listeners {
 		_ = l.Close()
 	}
 	// Serve marks an accepted connection New before it accepts again, so
-	// once every accept loop has returned, busy knows every connection.
+	// once every accept loop has returned, conns knows every connection.
 	for ; running > 0; running-- {
 		<-served
 	}
-	for busy.any() && time.Now().Before(deadline) {
+	for {
+		busy, idle := conns.count()
+		t := time.Now()
+		if busy == 0 && (idle == 0 || t.After(idleDeadline)) || t.After(deadline) {
+			break
+		}
 		time.Sleep(pollInterval)
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -78,25 +117,35 @@ func Serve(srv *http.Server, listeners []net.Listener, stop <-chan os.Signal, wa
 	return failed
 }
 
-// busyConns is the set of accepted connections whose request is not
-// answered yet: New (accepted, nothing read) or Active.
-type busyConns struct {
+// openConns is the state of every connection not yet closed.
+type openConns struct {
 	mu    sync.Mutex
-	conns map[net.Conn]bool
+	state map[net.Conn]http.ConnState
 }
 
-func (b *busyConns) set(c net.Conn, s http.ConnState) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if s == http.StateNew || s == http.StateActive {
-		b.conns[c] = true
-	} else {
-		delete(b.conns, c)
+func (o *openConns) set(c net.Conn, s http.ConnState) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	switch s {
+	case http.StateNew, http.StateActive, http.StateIdle:
+		o.state[c] = s
+	default: // closed or hijacked: no longer ours to answer
+		delete(o.state, c)
 	}
 }
 
-func (b *busyConns) any() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.conns) > 0
+// count returns how many connections have a request to answer (New:
+// accepted, nothing read yet; Active) and how many are idle keep-alive
+// connections.
+func (o *openConns) count() (busy, idle int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, s := range o.state {
+		if s == http.StateIdle {
+			idle++
+		} else {
+			busy++
+		}
+	}
+	return busy, idle
 }

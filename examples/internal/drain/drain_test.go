@@ -114,15 +114,15 @@ func TestAcceptedBeforeStopIsAnswered(t *testing.T) {
 	}
 }
 
-// An idle keep-alive connection is closed at the stop, and does not hold
-// it up.
-func TestIdleKeepAliveClosed(t *testing.T) {
-	addr, states, stop, stopped := server(t, 5*time.Second)
+// keepAliveIdle opens a connection, has one request answered on it, and
+// waits until the server holds it idle for the next one.
+func keepAliveIdle(t *testing.T, addr string, states <-chan http.ConnState) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	r := bufio.NewReader(c)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, err := http.ReadResponse(r, nil)
@@ -130,7 +130,63 @@ func TestIdleKeepAliveClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.Copy(io.Discard, resp.Body)
+	if resp.Close {
+		t.Fatal("a running server closed a keep-alive connection")
+	}
 	expectState(t, states, http.StateIdle)
+	return c, r
+}
+
+// An idle keep-alive connection is not closed under the client's feet at
+// the stop (its next request may be on its way): that request is answered
+// with "Connection: close", then the connection is closed and the stop
+// completes.
+func TestIdleKeepAliveAnsweredWithClose(t *testing.T) {
+	addr, states, stop, stopped := server(t, 5*time.Second)
+	c, r := keepAliveIdle(t, addr, states)
+
+	stop <- syscall.SIGTERM
+	waitFor(t, "the listener to close", func() bool {
+		c2, err := net.Dial("tcp", addr)
+		if err == nil {
+			c2.Close()
+		}
+		return err != nil
+	})
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatalf("the keep-alive connection was dropped: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "answered\n" {
+		t.Fatalf("answer %d %q", resp.StatusCode, body)
+	}
+	if !resp.Close {
+		t.Error("a stopping server did not say Connection: close")
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return once its last connection was closed")
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.ReadByte(); err == nil {
+		t.Error("the connection is still open")
+	}
+}
+
+// An idle keep-alive connection that sends nothing more is closed after
+// idleGrace: it holds the stop up no longer than that.
+func TestIdleKeepAliveClosedAfterGrace(t *testing.T) {
+	const wait = 5 * time.Second
+	addr, states, stop, stopped := server(t, wait)
+	c, r := keepAliveIdle(t, addr, states)
 
 	start := time.Now()
 	stop <- syscall.SIGTERM
@@ -139,11 +195,11 @@ func TestIdleKeepAliveClosed(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Serve: %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(wait):
 		t.Fatal("an idle connection held up the stop")
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("stop took %v", d)
+	if d := time.Since(start); d < idleGrace || d > wait/2 {
+		t.Errorf("stop took %v; want idleGrace (%v), not much more", d, idleGrace)
 	}
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := r.ReadByte(); err == nil {
