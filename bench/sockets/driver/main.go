@@ -1,0 +1,134 @@
+// Command driver measures what cfkd's pre-bound sockets cost (issue 3):
+// the throughput of workers behind a cfkd socket against the same workers
+// started by hand on one socket, and the respawn latency of a service
+// handed its socket with `sockets=` (through cfkd's /bin/sh exec step)
+// against one with `tie_stdin_to=` and one with no socket. It prints a
+// markdown report; bench/sockets/run.sh builds everything and runs it.
+//
+// It is also the by-hand launcher of the throughput comparison (-launch)
+// and that launcher's exec step (-exec-step).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	cfkd, worker, marker, work string
+	workers                    int
+	rounds                     int
+	wrkThreads, wrkConns       int
+	wrkDur                     time.Duration
+	kills                      int
+	minAge                     time.Duration
+}
+
+func envInt(name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		fmt.Fprintf(os.Stderr, "driver: %s=%q is not a count\n", name, v)
+		os.Exit(2)
+	}
+	return n
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "== "+format+"\n", args...)
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.cfkd, "cfkd", "", "cfkd binary")
+	flag.StringVar(&o.worker, "worker", "", "the HTTP worker (examples/worker)")
+	flag.StringVar(&o.marker, "marker", "", "the marker binary (bench/sockets/marker.c)")
+	flag.StringVar(&o.work, "work", "", "scratch directory")
+	launchMode := flag.Bool("launch", false, "run as the by-hand launcher")
+	execStepMode := flag.Bool("exec-step", false, "set LISTEN_PID to our pid and exec the arguments")
+	addrFile := flag.String("addr-file", "", "with -launch: write the bound address here")
+	flag.IntVar(&o.workers, "workers", 4, "workers per pool")
+	flag.Parse()
+
+	switch {
+	case *execStepMode:
+		err := execStep(flag.Args())
+		fmt.Fprintln(os.Stderr, "exec step:", err)
+		os.Exit(111)
+	case *launchMode:
+		if err := launch(o.worker, o.workers, *addrFile); err != nil {
+			fmt.Fprintln(os.Stderr, "launcher:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if o.cfkd == "" || o.worker == "" || o.marker == "" || o.work == "" {
+		flag.Usage()
+		os.Exit(2)
+	}
+	o.rounds = envInt("ROUNDS", 5)
+	o.wrkThreads = envInt("WRK_THREADS", 2)
+	o.wrkConns = envInt("WRK_CONNS", 32)
+	o.wrkDur = time.Duration(envInt("WRK_SECS", 10)) * time.Second
+	o.kills = envInt("KILLS", 40)
+	o.minAge = time.Duration(envInt("MIN_AGE_MS", 100)) * time.Millisecond
+	for _, p := range []*string{&o.cfkd, &o.worker, &o.marker, &o.work} {
+		if a, err := filepath.Abs(*p); err == nil {
+			*p = a
+		}
+	}
+
+	// On TERM or INT (run.sh's trap), stop everything we started.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sig
+		killAll()
+		os.Exit(130)
+	}()
+
+	rep := &report{opts: o, started: time.Now()}
+	if phases := os.Getenv("PHASES"); phases == "" || contains(phases, "throughput") {
+		logf("throughput: cfkd pool vs by-hand pool, %d rounds of %v each", o.rounds, o.wrkDur)
+		t, err := throughput(o)
+		if err != nil {
+			fail(err)
+		}
+		rep.throughput = t
+	}
+	if phases := os.Getenv("PHASES"); phases == "" || contains(phases, "respawn") {
+		logf("respawn: %d SIGKILLs per variant", o.kills)
+		r, err := respawn(o)
+		if err != nil {
+			fail(err)
+		}
+		rep.respawn = r
+	}
+	rep.write(os.Stdout)
+}
+
+// contains tells whether a comma separated list holds word.
+func contains(list, word string) bool {
+	for _, w := range strings.Split(list, ",") {
+		if strings.TrimSpace(w) == word {
+			return true
+		}
+	}
+	return false
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "driver:", err)
+	killAll()
+	os.Exit(1)
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+)
+
+type report struct {
+	opts       options
+	started    time.Time
+	throughput *throughputResult
+	respawn    *respawnResult
+}
+
+func (r *report) write(w io.Writer) {
+	if t := r.throughput; t != nil {
+		fmt.Fprintf(w, "### Throughput: %d workers behind a cfkd socket vs the same %d started by hand on one socket\n\n", r.opts.workers, r.opts.workers)
+		fmt.Fprintf(w, "`%s`, rounds alternate (ABBA); workers seen answering before the runs: cfkd %d, by hand %d.\n\n",
+			t.wrkArgs, t.served[0], t.served[1])
+		fmt.Fprintln(w, "| round | cfkd req/s | by hand req/s | cfkd / by hand | cfkd p99 | by hand p99 | cfkd's CPU during its run | launcher's CPU during its run |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
+		var a, b, ratios, ap99, bp99 []float64
+		var errs [2]int64
+		for i := range t.samples[0] {
+			x, y := t.samples[0][i], t.samples[1][i]
+			ratio := x.wrk.rps / y.wrk.rps
+			a, b, ratios = append(a, x.wrk.rps), append(b, y.wrk.rps), append(ratios, ratio)
+			ap99, bp99 = append(ap99, ms(x.wrk.p99)), append(bp99, ms(y.wrk.p99))
+			errs[0] += x.wrk.errors()
+			errs[1] += y.wrk.errors()
+			fmt.Fprintf(w, "| %d | %.0f | %.0f | %.3f | %.2f ms | %.2f ms | %v | %v |\n", i+1,
+				x.wrk.rps, y.wrk.rps, ratio, ms(x.wrk.p99), ms(y.wrk.p99), x.parentCPU, y.parentCPU)
+		}
+		fmt.Fprintf(w, "| **median** | **%.0f** | **%.0f** | **%.3f** | %.2f ms | %.2f ms | | |\n\n",
+			median(a), median(b), median(ratios), median(ap99), median(bp99))
+		fmt.Fprintf(w, "Ratio of the medians (cfkd / by hand): **%.3f** (target ≥ 0.98). wrk errors: cfkd %d, by hand %d.\n\n",
+			median(a)/median(b), errs[0], errs[1])
+	}
+	if rs := r.respawn; rs != nil {
+		fmt.Fprintf(w, "### Respawn after SIGKILL: marker start time minus kill time (ms), %d kills each\n\n", len(rs.latencies[0]))
+		fmt.Fprintf(w, "Each service killed once `running` and at least %v old; the three are killed in turn. "+
+			"Retries after a failed start in cfkd's log: %d.\n\n", rs.minAge, rs.backoffs)
+		fmt.Fprintln(w, "| service | median | p90 | min | max | markers with the wrong fds/env |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+		med := make([]float64, len(variants))
+		for i, v := range variants {
+			l := rs.latencies[i]
+			med[i] = median(l)
+			fmt.Fprintf(w, "| %s | %.3f | %.3f | %.3f | %.3f | %d |\n", v.label,
+				median(l), quantile(l, 0.9), quantile(l, 0), quantile(l, 1), rs.bad[i])
+		}
+		fmt.Fprintf(w, "\nCost of the exec step (median `sockets=` minus median `tie_stdin_to=`): %.3f ms; "+
+			"`sockets=` minus no socket: %.3f ms.\n\n", med[2]-med[1], med[2]-med[0])
+	}
+	fmt.Fprintf(w, "Driver time: %v.\n", time.Since(r.started).Round(time.Second))
+}
