@@ -163,25 +163,35 @@ type workerInfo struct {
 
 // Test timeouts.
 const (
-	statusWait = 10 * time.Second
-	exitWait   = 15 * time.Second
+	statusWait = 20 * time.Second
+	exitWait   = 20 * time.Second
 )
 
 // startTestProxy runs the test binary as a proxy under a fake cfkd.
 func startTestProxy(t *testing.T, sharedBytes int, sockets []string, env ...string) *fakecfkd.Proxy {
 	t.Helper()
+	return startTestProxyOut(t, os.Stderr, sharedBytes, sockets, env...)
+}
+
+// startTestProxyOut is startTestProxy with the proxy's own stdout and
+// stderr going to out.
+func startTestProxyOut(t *testing.T, out *os.File, sharedBytes int, sockets []string, env ...string) *fakecfkd.Proxy {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	env = append([]string{envTestApp + "=1", envTestSize + "=" + strconv.Itoa(sharedBytes)}, env...)
+	// Under -race the race runtime sleeps 1 s before every exit
+	// (atexit_sleep_ms), which would slow every proxy and worker exit.
+	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
+	env = append([]string{envTestApp + "=1", envTestSize + "=" + strconv.Itoa(sharedBytes), "GORACE=" + gorace}, env...)
 	p, err := fakecfkd.Start(fakecfkd.Options{
 		Path:    self,
 		Args:    []string{"-test.run=^$"},
 		Env:     env,
 		Sockets: sockets,
 		Home:    t.TempDir(),
-		Stdout:  os.Stderr,
+		Stdout:  out,
 	})
 	if err != nil {
 		t.Fatal(err)

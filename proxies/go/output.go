@@ -89,7 +89,9 @@ func (w *pipeWriter) run() {
 	for range w.wake {
 		for {
 			w.mu.Lock()
-			if len(w.queue) == 0 || w.broken {
+			// Dropped lines are said even when nothing else is queued,
+			// so the count never waits for the next line.
+			if len(w.queue) == 0 && w.dropped == 0 || w.broken {
 				w.writing = false
 				w.idle.Broadcast()
 				w.mu.Unlock()

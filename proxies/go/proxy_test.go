@@ -406,7 +406,12 @@ func TestStubbornWorkersAreKilled(t *testing.T) {
 }
 
 func TestPreloadFailure(t *testing.T) {
-	p := startTestProxy(t, 10, nil, envTestPreloadFail+"=1")
+	out, err := os.CreateTemp(t.TempDir(), "proxy-stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	p := startTestProxyOut(t, out, 10, nil, envTestPreloadFail+"=1")
 	exited, err := p.Wait(exitWait)
 	if !exited {
 		t.Fatal("proxy still running")
@@ -417,5 +422,9 @@ func TestPreloadFailure(t *testing.T) {
 	}
 	if _, err := p.WaitLogPrefix(time.Second, "err:-:preload: the test asked Preload to fail"); err != nil {
 		t.Error(err)
+	}
+	// And on its stderr, which cfkd logs as proxy.NAME.err.
+	if b, _ := os.ReadFile(out.Name()); string(b) != "cfkproxy: preload: the test asked Preload to fail\n" {
+		t.Errorf("proxy's stderr %q", b)
 	}
 }
