@@ -185,6 +185,7 @@ func TestCfkdRunsTheExampleProxy(t *testing.T) {
 	d := startCfkd(t, strings.Join([]string{
 		"socket web host=127.0.0.1",
 		"socket web service=0",
+		"socket web nonblocking=1",
 		"command bind web",
 		"socket fcgi host=127.0.0.1",
 		"socket fcgi service=0",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -72,6 +73,49 @@ func TestExampleLookups(t *testing.T) {
 	}
 	if got, want := httpGet(t, "http://"+addr+"/info"), fmt.Sprintf(`"records":%d`, records); !strings.Contains(got, want) {
 		t.Errorf("/info %q, want %s", got, want)
+	}
+}
+
+// The example shares a table read from a file (-table) as well; a file
+// that is not whole records stops the proxy before any worker runs.
+func TestExampleTableFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.tbl")
+	f, err := os.Create(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := table.Generate(f, 1000); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	p, err := fakecfkd.Start(fakecfkd.Options{Path: exampleBin(t), Args: []string{"-table", good}, Sockets: []string{"web"}, Home: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.WaitLogPrefix(statusWait, "out:-:preloaded 32000 bytes"); err != nil {
+		t.Fatal(err)
+	}
+	startLookup(t, p, "fromfile")
+	k := table.Key(999)
+	v := table.Value(k)
+	if got, want := httpGet(t, fmt.Sprintf("http://%s/lookup?key=%d", p.Sockets["web"].Addr, k)), fmt.Sprintf("%d %x\n", k, v); got != want {
+		t.Errorf("lookup: %q, want %q", got, want)
+	}
+
+	bad := filepath.Join(dir, "bad.tbl")
+	os.WriteFile(bad, make([]byte, 33), 0o644)
+	p2, err := fakecfkd.Start(fakecfkd.Options{Path: exampleBin(t), Args: []string{"-table", bad}, Home: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	if exited, err := p2.Wait(exitWait); !exited || err == nil {
+		t.Errorf("proxy with a bad table: exited %v, %v; want exit status 1", exited, err)
+	}
+	if _, err := p2.WaitLogPrefix(time.Second, "err:-:preload: "+bad+": 33 bytes is not a whole number of 32-byte records"); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -122,16 +122,17 @@ func runWorker(app App) int {
 	}
 	signal.Stop(sigs)
 	cancel()
+	failed := err != nil && !errors.Is(err, context.Canceled)
+	if failed {
+		fmt.Fprintf(os.Stderr, "cfkproxy: %s: %v\n", w.Name, err)
+	}
 	if caught != 0 {
 		syscall.Kill(os.Getpid(), caught)
 		time.Sleep(reraiseWait)
+		return 128 + int(caught) // the signal did not kill: say it as a shell would
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(os.Stderr, "cfkproxy: %s: %v\n", w.Name, err)
+	if failed {
 		return 1
-	}
-	if caught != 0 {
-		return 128 + int(caught)
 	}
 	return 0
 }

@@ -4,13 +4,20 @@
 //
 // Under cfkd:
 //
-//	socket web address=127.0.0.1:8080 nonblocking=1
+//	socket web host=127.0.0.1
+//	socket web service=8080
+//	socket web nonblocking=1
+//	command bind web
 //	proxy tables cmd=/path/to/example -records 6553600
-//	service lookup001 proxy=tables cmd=lookup sockets=web
+//	proxy tables service lookup001 cmd=lookup
+//	proxy tables service lookup001 sockets=web
+//	proxy tables service lookup002 cmd=lookup
+//	proxy tables service lookup002 sockets=web
 //	command start service lookup001
+//	command start service lookup002
 //
-// (one `proxy tables service lookupNNN cmd=lookup` declaration per worker
-// also works). The proxy generates 6553600 records of 32 bytes (200 MiB)
+// (`proxy tables service lookup003 tie_stdin_to=web` serves the socket
+// as stdin instead). The proxy generates 6553600 records of 32 bytes (200 MiB)
 // into a sealed memfd, or copies -table FILE there, once; each worker
 // maps it and answers on its sockets (LISTEN_FDS, or stdin with
 // tie_stdin_to):
