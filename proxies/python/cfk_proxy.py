@@ -47,6 +47,23 @@ reported as a worker that exited with code 127, so that cfkd's state machine
 (backoff, fatal) sees it like any failed start. An exec that fails exits 127
 (126 when the file is not executable), as a shell does.
 
+The protocol, as this proxy speaks it
+------------------------------------
+* One loop (selectors) reads commands, the workers' output and the
+  self-pipe that signal.set_wakeup_fd fills on SIGCHLD, TERM, INT and HUP;
+  workers are reaped there with waitpid(-1, WNOHANG).
+* Statuses are never dropped: they wait in memory until cfkd reads them.
+  Log lines wait too, up to 1 MiB; beyond that they are dropped and counted,
+  and `err:-:N log lines dropped` is written once cfkd reads again.
+* Each exit of a started worker is reported once as `stopped` with the raw
+  wait status (exit code x 256, or the signal number).
+* `stop` TERMs the newest live worker of that name (its process group, or
+  the worker alone under no_new_session), as the original proxy did; an
+  unknown name is an `err:-:` line, as are malformed or unknown commands.
+* TERM, INT or HUP to the proxy, or EOF on the command pipe: every worker is
+  TERMed, its exit reported; after --stop-wait seconds what is left is
+  KILLed; then the proxy exits 0.
+
 The worker process
 ------------------
 After os.fork(), before the service's code runs:
@@ -758,12 +775,15 @@ class Proxy:
             self.exited(self.workers.pop(pid), self.early_exits.pop(pid))
 
     def stop(self, name):
-        targets = [w for w in self.workers.values() if w.name == name]
-        if not targets:
-            self.complain("stop: unknown service '%s'" % clip(name))
-            return
-        for w in targets:
-            self.signal_worker(w, signal.SIGTERM)
+        # The newest worker of that name, as the original proxy did (its
+        # table held one worker a name, the last started). cfkd counts on
+        # it: when a start it gave up on reports late, it stops the name to
+        # get rid of the newest, unasked worker, not of the one it adopted.
+        for w in reversed(list(self.workers.values())):
+            if w.name == name:
+                self.signal_worker(w, signal.SIGTERM)
+                return
+        self.complain("stop: unknown service '%s'" % clip(name))
 
     def signal_worker(self, worker, sig):
         if worker.own_group:

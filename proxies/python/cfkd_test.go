@@ -2,6 +2,7 @@ package pythonproxy_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -142,6 +143,26 @@ func (d *cfkd) status(name string) []string {
 	return strings.Split(out[0], "\t")
 }
 
+// waitUp waits for a service to be starting or running with a pid that is
+// not old, and returns the pid. (startwait_secs is long in these tests, so
+// that a slow machine does not fail the proxy's first start; nothing here
+// needs the service to be past it.)
+func (d *cfkd) waitUp(name string, old int) int {
+	d.t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for {
+		f := d.status(name)
+		pid, _ := strconv.Atoi(f[2])
+		if (f[1] == "starting" || f[1] == "running") && pid != 0 && pid != old {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("%s is not up: %q", name, f)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
 // waitState waits for a service to reach state and returns its pid.
 func (d *cfkd) waitState(name, state string) int {
 	d.t.Helper()
@@ -191,6 +212,11 @@ func (d *cfkd) waitLogged(text string) {
 	}
 }
 
+// startWaitSecs is the services' startwait_secs: cfkd counts the proxy's
+// own start against it, and a loaded machine can take more than the
+// default second to start python3.
+const startWaitSecs = "5"
+
 // proxyConfig declares socket web (with socketAttrs), proxy py running
 // cfk_proxy.py with python, and its services: w1 (a sleeper), web1 and web2 (hello_http on
 // socket web).
@@ -206,10 +232,13 @@ func proxyConfig(python string, socketAttrs ...string) string {
 		"proxy py cmd="+string(argv),
 		"proxy py add_env=PYTHONPATH="+testdataDir+":"+examples,
 		"proxy py service w1 cmd=cfktestapp:sleep",
+		"proxy py service w1 startwait_secs="+startWaitSecs,
 		"proxy py service web1 cmd=hello_http:main",
 		"proxy py service web1 sockets=web",
+		"proxy py service web1 startwait_secs="+startWaitSecs,
 		"proxy py service web2 cmd=hello_http:main",
 		"proxy py service web2 sockets=web",
+		"proxy py service web2 startwait_secs="+startWaitSecs,
 		""), "\n")
 }
 
@@ -226,7 +255,7 @@ func testCfkdRunsPythonProxy(t *testing.T, py string) {
 	if out := d.do("command start service w1"); len(out) != 1 || out[0] != "done 1" {
 		t.Fatalf("start: %q", out)
 	}
-	pid := d.waitState("w1", "running")
+	pid := d.waitUp("w1", 0)
 	state, ppid := d.proxyStatus("py")
 	if state != "up" || ppid == 0 {
 		t.Fatalf("proxystatus: %s %d", state, ppid)
@@ -278,7 +307,7 @@ func testCfkdPythonHTTPWorkers(t *testing.T, py string) {
 	d := startCfkd(t, proxyConfig(py, "nonblocking=1"))
 	d.do("command start service web1")
 	d.do("command start service web2")
-	w1, w2 := d.waitState("web1", "running"), d.waitState("web2", "running")
+	w1, w2 := d.waitUp("web1", 0), d.waitUp("web2", 0)
 	_, ppid := d.proxyStatus("py")
 	addr := strings.Split(d.do("command sockets web")[0], "\t")[1]
 	if flags := fdFlags(t, w1, 3); flags&syscall.O_NONBLOCK == 0 {
@@ -301,7 +330,8 @@ func testCfkdPythonHTTPWorkers(t *testing.T, py string) {
 	for {
 		state, pid := d.proxyStatus("py")
 		f1, f2 := d.status("web1"), d.status("web2")
-		if state == "up" && pid != ppid && f1[1] == "running" && f2[1] == "running" {
+		up := func(f []string) bool { return f[1] == "starting" || f[1] == "running" }
+		if state == "up" && pid != ppid && up(f1) && up(f2) && f1[2] != "" && f2[2] != "" {
 			worker, loadedBy := get(t, addr)
 			if loadedBy != pid {
 				t.Errorf("answered by %d preloaded by %d, want the new proxy %d", worker, loadedBy, pid)
@@ -314,9 +344,28 @@ func testCfkdPythonHTTPWorkers(t *testing.T, py string) {
 		time.Sleep(pollEvery)
 	}
 	for _, pid := range []int{w1, w2} {
-		if syscall.Kill(pid, 0) == nil {
-			t.Errorf("worker %d of the dead proxy still alive", pid)
+		waitGone(t, pid)
+	}
+}
+
+// waitGone waits until pid has exited (a zombie counts as exited: the
+// orphan's new parent may not have reaped it yet).
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return
 		}
+		if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 0 && f[0] == "Z" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("worker %d of the dead proxy still alive", pid)
+			return
+		}
+		time.Sleep(pollEvery)
 	}
 }
 

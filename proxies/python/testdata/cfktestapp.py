@@ -77,7 +77,7 @@ def listen_fds():
 
 def noisy():
     line = "n" * 99 + "\n"
-    for _ in range(100000):
+    for _ in range(30000):
         sys.stdout.write(line)
 
 
