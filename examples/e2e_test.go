@@ -23,7 +23,7 @@ import (
 
 // The binaries under test, built once by TestMain.
 var bin struct {
-	cfkd, worker, activation string
+	cfkd, cfkctl, worker, activation string
 }
 
 // loadDuration is how long a plain load test runs; loadMargin is how long
@@ -42,14 +42,16 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin.cfkd = filepath.Join(dir, "cfkd")
+	bin.cfkctl = filepath.Join(dir, "cfkctl")
 	bin.worker = filepath.Join(dir, "worker")
 	bin.activation = filepath.Join(dir, "activation")
 	// cfkd is built with the race detector, as its own tests do: it is not
 	// on the requests' path, but these tests drive its socket handoff,
 	// restarts and respawns harder than any other. The workers are built
-	// plain, to keep the load realistic.
+	// plain, to keep the load realistic; so is cfkctl, a short-lived client.
 	builds := [][]string{
 		{"build", "-race", "-o", bin.cfkd, "../cmd/cfkd"},
+		{"build", "-o", bin.cfkctl, "../cmd/cfkctl"},
 		{"build", "-o", bin.worker, "./worker"},
 		{"build", "-o", bin.activation, "./activation"},
 	}

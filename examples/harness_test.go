@@ -247,6 +247,18 @@ func (d *cfkd) waitConsole() {
 	})
 }
 
+// redial drops the console connection and waits until cfkd answers on a
+// new one: after an in-place upgrade, the connection the old image served
+// is gone.
+func (d *cfkd) redial() {
+	d.t.Helper()
+	if d.c != nil {
+		d.c.Close()
+		d.c = nil
+	}
+	d.waitConsole()
+}
+
 // do sends one line to the console.
 func (d *cfkd) do(line string) ([]string, error) { return d.c.Do(line) }
 

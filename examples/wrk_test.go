@@ -111,10 +111,16 @@ type wrkRun struct {
 // flags (headers). Stop it with stop, or let it finish with wait.
 func startWrk(t *testing.T, url string, maxDur time.Duration, extra ...string) *wrkRun {
 	t.Helper()
+	return startWrkWith(t, url, maxDur, wrkThreads, wrkConns, extra...)
+}
+
+// startWrkWith is startWrk with threads threads and conns connections.
+func startWrkWith(t *testing.T, url string, maxDur time.Duration, threads, conns int, extra ...string) *wrkRun {
+	t.Helper()
 	wrk := requireTool(t, "wrk")
 	dir := t.TempDir()
 	script := writeFile(t, filepath.Join(dir, "pids.lua"), pidCounter)
-	argv := []string{wrk, "-t", strconv.Itoa(wrkThreads), "-c", strconv.Itoa(wrkConns),
+	argv := []string{wrk, "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
 		"-d", fmt.Sprintf("%ds", int(maxDur.Seconds()+0.5)), "-s", script}
 	argv = append(append(argv, extra...), url)
 	return &wrkRun{t: t, p: startProc(t, dir, "wrk", nil, argv...)}
