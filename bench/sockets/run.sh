@@ -10,13 +10,13 @@
 #
 # Knobs: ROUNDS=5 (wrk runs per pool) WRK_SECS=10 WRK_THREADS=2 WRK_CONNS=32
 # KILLS=40 (per variant) MIN_AGE_MS=100 PHASES=throughput,respawn INSTALL=1
-# KEEP=0 (keep the scratch directory) OUT=file (the report, too)
+# WAIT_QUIET=0 (seconds to wait for a 1-minute load average under 1) KEEP=0 (keep the scratch directory) OUT=file (the report, too)
 # See bench/sockets/README.md.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-: "${INSTALL:=1}" "${KEEP:=0}"
+: "${INSTALL:=1}" "${KEEP:=0}" "${WAIT_QUIET:=0}"
 
 say() { printf '== %s\n' "$*" >&2; }
 
@@ -66,6 +66,12 @@ go build -o "$WORK/bin/driver" ./bench/sockets/driver
 # Static when possible: no dynamic loader before the marker reads the clock.
 gcc -O2 -static -o "$WORK/bin/marker" bench/sockets/marker.c 2>/dev/null ||
 	gcc -O2 -o "$WORK/bin/marker" bench/sockets/marker.c
+
+if ((WAIT_QUIET > 0)); then
+	say "waiting up to ${WAIT_QUIET}s for a 1-minute load average under 1"
+	end=$((SECONDS + WAIT_QUIET))
+	while ((SECONDS < end)) && ! awk '{exit !($1 < 1)}' /proc/loadavg; do sleep 5; done
+fi
 
 # --- machine -----------------------------------------------------------------
 {

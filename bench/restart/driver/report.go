@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+type report struct {
+	o        *options
+	started  time.Time
+	restarts []caseResult
+	big      []caseResult
+	upgrade  *upgradeResult
+}
+
+func (r *report) write(w io.Writer) {
+	o := r.o
+	if len(r.restarts) > 0 {
+		fmt.Fprintf(w, "### Restart of %d workers under load\n\n", o.workers)
+		fmt.Fprintf(w, "`wrk -t%d -c%d -d%ds --latency`, restart issued %v into the run; %d runs per row, medians. "+
+			"Errors = connect + read + write + timeout + non-2xx, as wrk counts them. "+
+			"Restart = from the command to every old worker gone and %d new workers each having answered a probe.\n\n",
+			o.wrkThreads, o.wrkConns, int(o.wrkDur.Seconds()), o.restartAt, o.reps, o.workers)
+		r.table(w, r.restarts)
+	}
+	if len(r.big) > 0 {
+		fmt.Fprintf(w, "### Restart of %d workers under load\n\n", o.bigWorkers)
+		fmt.Fprintf(w, "Same, with `-d%ds`, %d run(s) per row.\n\n", int(o.bigWrkDur.Seconds()), o.bigReps)
+		r.table(w, r.big)
+	}
+	if u := r.upgrade; u != nil {
+		fmt.Fprintf(w, "### cfkd in-place upgrade: how long the console does not answer\n\n")
+		fmt.Fprintf(w, "`cfkctl upgrade` %d times with %d idle workers, then %d times %v apart during `wrk -t%d -c%d -d%ds`; "+
+			"the figure is the one cfkctl prints (\"the console answered again after N ms\").\n\n",
+			len(u.idle), o.workers, len(u.loaded), upgradePause, o.wrkThreads, o.wrkConns, int(o.wrkDur.Seconds()))
+		fmt.Fprintln(w, "| | median | max | wrk errors | wrk p99 |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+		fmt.Fprintf(w, "| idle | %.0f ms | %.0f ms | | |\n", median(u.idle), quantile(u.idle, 1))
+		fmt.Fprintf(w, "| under wrk | %.0f ms | %.0f ms | %d | %.2f ms |\n\n", median(u.loaded), quantile(u.loaded, 1),
+			u.wrk.errors(), ms(u.wrk.p99))
+		fmt.Fprintf(w, "Workers kept their pids through all %d upgrades: %v.\n\n", len(u.idle)+len(u.loaded), u.samePids)
+	}
+	fmt.Fprintf(w, "Driver time: %v.\n", time.Since(r.started).Round(time.Second))
+}
+
+func (r *report) table(w io.Writer, crs []caseResult) {
+	fmt.Fprintln(w, "| peer, restart | errors | p99 | req/s | restart | command returned | failed probes |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
+	for _, cr := range crs {
+		var errs, p99, rps, dur, ret []float64
+		var probes, probeErrs int
+		unfinished := 0
+		for _, t := range cr.trials {
+			errs = append(errs, float64(t.wrk.errors()))
+			p99 = append(p99, ms(t.wrk.p99))
+			rps = append(rps, t.wrk.rps)
+			if t.finished {
+				dur = append(dur, ms(t.duration))
+			} else {
+				unfinished++
+			}
+			ret = append(ret, ms(t.cmdReturn))
+			probes += t.probeReqs
+			probeErrs += t.probeErrs
+		}
+		restart := fmt.Sprintf("%.0f ms", median(dur))
+		if unfinished > 0 {
+			restart += fmt.Sprintf(" (%d not done in %v)", unfinished, restartDeadline)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %s | %.0f ms | %d of %d |\n", cr.c.label,
+			trio(errs, "%.0f"), trio(p99, "%.1f ms"), median(rps), restart+" ("+each(cr.trials)+")",
+			median(ret), probeErrs, probes)
+	}
+	fmt.Fprintln(w)
+	// The error kinds, summed over the runs, where there were any.
+	var lines []string
+	for _, cr := range crs {
+		var s wrkResult
+		for _, t := range cr.trials {
+			s.connect += t.wrk.connect
+			s.read += t.wrk.read
+			s.write += t.wrk.write
+			s.timeout += t.wrk.timeout
+			s.non2xx += t.wrk.non2xx
+		}
+		if s.errors() > 0 {
+			lines = append(lines, fmt.Sprintf("- %s: connect %d, read %d, write %d, timeout %d, non-2xx %d (sum of %d runs)",
+				cr.c.label, s.connect, s.read, s.write, s.timeout, s.non2xx, len(cr.trials)))
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(w, "Errors by kind:\n\n%s\n\n", strings.Join(lines, "\n"))
+	}
+}
+
+// trio is the median, then every value in brackets when there are several.
+func trio(xs []float64, format string) string {
+	s := fmt.Sprintf(format, median(xs))
+	if len(xs) > 1 {
+		var all []string
+		for _, x := range xs {
+			all = append(all, fmt.Sprintf(strings.Fields(format)[0], x))
+		}
+		s += " (" + strings.Join(all, ", ") + ")"
+	}
+	return s
+}
+
+// each lists every run's restart duration in ms.
+func each(ts []trial) string {
+	var all []string
+	for _, t := range ts {
+		if t.finished {
+			all = append(all, fmt.Sprintf("%.0f", ms(t.duration)))
+		} else {
+			all = append(all, "—")
+		}
+	}
+	return strings.Join(all, ", ")
+}

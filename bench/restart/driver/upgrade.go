@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// upgradeResult is `cfkctl upgrade` run again and again on a cfkd with a
+// pool of workers, idle and then under wrk.
+type upgradeResult struct {
+	idle, loaded []float64 // console silence in ms, as cfkctl prints it
+	wrk          wrkResult // the wrk run during the loaded upgrades
+	samePids     bool      // every worker kept its pid through all upgrades
+}
+
+var upgradeGap = regexp.MustCompile(`answered again after (\d+) ms`)
+
+// upgradePause separates upgrades under load, so that they spread over
+// the wrk run.
+const upgradePause = 200 * time.Millisecond
+
+func upgrades(o *options) (*upgradeResult, error) {
+	dir := filepath.Join(o.work, "upgrade")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	p := &cfkdPool{o: o, dir: dir, batch: 1}
+	if err := p.up(o.workers); err != nil {
+		return nil, fmt.Errorf("cfkd: %w", err)
+	}
+	defer p.down()
+	before := p.workers()
+	one := func() (float64, error) {
+		out, err := run(dir, o.cfkctl, "-a", p.addr, "upgrade")
+		if err != nil {
+			return 0, err
+		}
+		m := upgradeGap.FindStringSubmatch(out)
+		if m == nil {
+			return 0, fmt.Errorf("cfkctl upgrade printed %q", out)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v, nil
+	}
+	r := &upgradeResult{}
+	for i := 0; i < o.upgrades; i++ {
+		v, err := one()
+		if err != nil {
+			return nil, err
+		}
+		r.idle = append(r.idle, v)
+	}
+	w, err := startWrk(o.wrkThreads, o.wrkConns, o.wrkDur, p.url())
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(o.restartAt)
+	for i := 0; i < o.upgrades; i++ {
+		v, err := one()
+		if err != nil {
+			_, _ = w.wait()
+			return nil, err
+		}
+		r.loaded = append(r.loaded, v)
+		time.Sleep(upgradePause)
+	}
+	if r.wrk, err = w.wait(); err != nil {
+		return nil, err
+	}
+	after := p.workers()
+	r.samePids = len(before) == len(after)
+	in := map[int]bool{}
+	for _, pid := range before {
+		in[pid] = true
+	}
+	for _, pid := range after {
+		r.samePids = r.samePids && in[pid]
+	}
+	return r, nil
+}
