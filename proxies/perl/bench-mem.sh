@@ -21,7 +21,9 @@
 #             no garbage collector that would walk the heap, so there is
 #             no "after GC" figure to take; this one shows nothing moves
 #   read      after every worker has read all the data once
-# and the time from the launch until all workers report ready.
+# the time from the launch until all workers report ready (wall clock, and
+# the CPU seconds the pool spent), and the CPU seconds a worker spends
+# reading all the data (page copies included).
 #
 # Then (unless PROBE=0) it shows what each way of reading a hash unshares:
 # one process builds PROBE_ENTRIES entries and forks a child per way of
@@ -105,9 +107,10 @@ while (1) {
     sleep 1;
     if ($walk) {
         $walk = 0;
-        my $t = Time::HiRes::time();
+        my ($u, $s) = times;
         my $sum = main::walk();
-        printf "walked %d %d %.3f\n", $$, $sum, Time::HiRes::time() - $t;
+        my ($u2, $s2) = times;
+        printf "walked %d %d %.3f\n", $$, $sum, $u2 + $s2 - $u - $s;   # CPU seconds
     }
 }
 EOF
@@ -191,6 +194,15 @@ my $ready = wait_lines('ready', $n);
 my $t_ready = time - $t0;
 @pids = sort { $a <=> $b } keys %$ready if $mode eq 'proxy';
 
+# The CPU time the pool took to come up (the machine may be busy: wall
+# time says less): user + system of the proxy and the workers.
+my $start_cpu = 0;
+for my $pid (grep { defined } $proxy_pid, @pids) {
+    open my $f, '<', "/proc/$pid/stat" or die;
+    my @f = split ' ', (<$f> =~ s/^.*\) //r);
+    $start_cpu += ($f[11] + $f[12]) / POSIX::sysconf(POSIX::_SC_CLK_TCK());
+}
+
 sub mem {
     my %sum = (Pss => 0, Rss => 0);
     for my $pid (grep { defined } $proxy_pid, @pids) {
@@ -209,11 +221,13 @@ sleep $idle_wait;
 my $idle2 = mem();
 kill 'USR1', @pids;
 my $walked = wait_lines('walked', $n);
-my ($t_walk) = sort { $b <=> $a } values %$walked;   # the slowest worker's own time
+my $walk_cpu = 0;
+$walk_cpu += $_ / $n for values %$walked;   # CPU seconds a worker spent reading, on average
 my $read = mem();
 
-printf "%s ready_s=%.2f preload_s=%s walk_s=%.2f idle=%s idle2=%s read=%s\n", $mode, $t_ready,
-    defined $t_preloaded ? sprintf('%.2f', $t_preloaded - $t0) : '-', $t_walk, map { s/ /,/gr } $idle, $idle2, $read;
+printf "%s ready_s=%.2f preload_s=%s start_cpu_s=%.2f walk_cpu_s=%.2f idle=%s idle2=%s read=%s\n", $mode,
+    $t_ready, defined $t_preloaded ? sprintf('%.2f', $t_preloaded - $t0) : '-', $start_cpu, $walk_cpu,
+    map { s/ /,/gr } $idle, $idle2, $read;
 
 if ($mode eq 'proxy') {
     our $keep_cw;
@@ -228,15 +242,16 @@ EOF
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -srm), $(nproc) CPUs, perl $(perl -e 'print $^V')," \
      "THP $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo '?')"
 echo "# WORKERS=$workers ENTRIES=$entries; memory in MiB: pool PSS (proxy included), one worker's PSS, one worker's RSS"
-printf '%-12s %-12s %8s %9s %8s %-18s %-18s %-18s\n' variant mode ready_s preload_s walk_s idle idle+${idle_wait}s read
+printf '%-12s %-12s %8s %9s %11s %10s %-14s %-14s %-14s\n' variant mode ready_s preload_s start_cpu_s walk_cpu_s \
+    idle idle+${idle_wait}s read
 for v in $variants; do
     for mode in proxy independent; do
         line=$(BENCH_VARIANT=$v BENCH_ENTRIES=$entries \
             perl "$work/driver.pl" "$mode" "$proxy" "$work/preload.pl" "$work/worker.pl" "$workers" "$settle" "$idle_wait")
-        # proxy ready_s=.. preload_s=.. walk_s=.. idle=a,b,c idle2=.. read=..
+        # proxy ready_s=.. preload_s=.. start_cpu_s=.. walk_cpu_s=.. idle=a,b,c idle2=.. read=..
         set -- $line
-        printf '%-12s %-12s %8s %9s %8s %-18s %-18s %-18s\n' "$v" "$1" "${2#*=}" "${3#*=}" "${4#*=}" \
-            "${5#*=}" "${6#*=}" "${7#*=}"
+        printf '%-12s %-12s %8s %9s %11s %10s %-14s %-14s %-14s\n' "$v" "$1" "${2#*=}" "${3#*=}" "${4#*=}" \
+            "${5#*=}" "${6#*=}" "${7#*=}" "${8#*=}"
     done
 done
 

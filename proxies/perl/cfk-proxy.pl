@@ -210,8 +210,10 @@ sub run {
             next;
         }
         for my $fh (@{ $ready[0] || [] }) {
-            my $r = $reader{fileno $fh} or next;
-            read_from($r);
+            # A handle an earlier one's handling closed has no fileno.
+            my $fd = fileno $fh;
+            my $r = defined $fd && $reader{$fd};
+            read_from($r) if $r && $r->{fh} == $fh;
         }
     }
     finish();
