@@ -28,7 +28,7 @@ type options struct {
 	wrkThreads, wrkConns                 int
 	wrkDur, bigWrkDur, restartAt         time.Duration
 	upgrades                             int
-	cases, phases                        string
+	cases, bigCases, phases              string
 }
 
 func envInt(name string, def int) int {
@@ -104,6 +104,8 @@ func main() {
 		keys = append(keys, c.key)
 	}
 	o.cases = envStr("CASES", strings.Join(keys, ","))
+	// 8 workers: every peer, but not the second cfkd worker program.
+	o.bigCases = envStr("BIG_CASES", strings.Replace(strings.Join(keys, ","), "cfkdgunicorn,", "", 1))
 	o.phases = envStr("PHASES", "restart,big,upgrade")
 
 	sig := make(chan os.Signal, 1)
@@ -121,15 +123,16 @@ func main() {
 		reps int
 		dur  time.Duration
 		out  *[]caseResult
+		keys string
 	}{
-		{"restart", o.workers, o.reps, o.wrkDur, &rep.restarts},
-		{"big", o.bigWorkers, o.bigReps, o.bigWrkDur, &rep.big},
+		{"restart", o.workers, o.reps, o.wrkDur, &rep.restarts, o.cases},
+		{"big", o.bigWorkers, o.bigReps, o.bigWrkDur, &rep.big, o.bigCases},
 	} {
 		if !listed(o.phases, phase.name) || phase.reps == 0 {
 			continue
 		}
 		for _, c := range cases {
-			if !listed(o.cases, c.key) {
+			if !listed(phase.keys, c.key) {
 				continue
 			}
 			logf("%s: %d workers, %d restarts under wrk", c.label, phase.n, phase.reps)

@@ -37,6 +37,9 @@ type peerCase struct {
 var cases = []peerCase{
 	{"cfkd1", "cfkd, `cfkctl restart @web --rolling --batch 1`", func(o *options, dir string) pool { return &cfkdPool{o: o, dir: dir, batch: 1} }},
 	{"cfkd2", "cfkd, `cfkctl restart @web --rolling --batch 2`", func(o *options, dir string) pool { return &cfkdPool{o: o, dir: dir, batch: 2} }},
+	{"cfkdgunicorn", "cfkd, gunicorn workers (`gunicorn --workers 1` ×N on `sockets=`), `--rolling --batch 1`", func(o *options, dir string) pool {
+		return &cfkdPool{o: o, dir: dir, batch: 1, gunicorn: true}
+	}},
 	{"supervisord", "supervisord `[fcgi-program]`, `supervisorctl restart web:*`", func(o *options, dir string) pool { return &supervisordPool{o: o, dir: dir} }},
 	{"supervisord1by1", "supervisord `[fcgi-program]`, `supervisorctl restart web:web_NN` one by one", func(o *options, dir string) pool {
 		return &supervisordPool{o: o, dir: dir, oneByOne: true}
@@ -53,6 +56,10 @@ type cfkdPool struct {
 	o      *options
 	dir    string
 	batch  int
+	// gunicorn: each service is `gunicorn --workers 1` with the WSGI app,
+	// instead of the Go worker: a program of another language that knows
+	// nothing of cfkd but systemd's LISTEN_FDS, and drains on TERM.
+	gunicorn bool
 	d      *child
 	addr   string
 	target string
@@ -78,6 +85,14 @@ func (p *cfkdPool) up(n int) error {
 		return fmt.Errorf("cfkd did not serve %s (see %s/cfkd.out)", p.addr, p.dir)
 	}
 	cmd, _ := json.Marshal([]string{p.o.worker})
+	if p.gunicorn {
+		if err := os.WriteFile(filepath.Join(p.dir, "app.py"), []byte(wsgiApp), 0o644); err != nil {
+			return err
+		}
+		// gunicorn takes fd 3 when LISTEN_PID is its pid; --bind is then
+		// ignored. It says READY=1 once its master has booted.
+		cmd, _ = json.Marshal([]string{p.o.gunicorn, "--workers", "1", "--chdir", p.dir, "app:application"})
+	}
 	lines := []string{"socket web host=127.0.0.1", "socket web service=0", "command bind web"}
 	for i := 1; i <= n; i++ {
 		s := fmt.Sprintf("web%03d", i)
@@ -85,7 +100,7 @@ func (p *cfkdPool) up(n int) error {
 			fmt.Sprintf("service %s cmd=%s", s, cmd),
 			fmt.Sprintf("service %s sockets=web", s),
 			fmt.Sprintf("service %s tags=web", s))
-		if p.o.readyNotify {
+		if p.o.readyNotify || p.gunicorn {
 			// The worker says READY=1 once it serves; startwait_secs is
 			// then only the deadline for it.
 			lines = append(lines, fmt.Sprintf("service %s ready=notify", s),
@@ -110,7 +125,19 @@ func (p *cfkdPool) up(n int) error {
 
 func (p *cfkdPool) url() string { return p.target }
 
-func (p *cfkdPool) workers() []int { return withExe(descendants(p.d.pid()), p.o.worker) }
+func (p *cfkdPool) workers() []int {
+	if p.gunicorn {
+		// The gunicorn workers: the children of the services' masters.
+		var out []int
+		for _, pid := range descendants(p.d.pid()) {
+			if st, err := readStat(pid); err == nil && st.ppid != p.d.pid() {
+				out = append(out, pid)
+			}
+		}
+		return out
+	}
+	return withExe(descendants(p.d.pid()), p.o.worker)
+}
 
 func (p *cfkdPool) restart() (string, error) {
 	return run(p.dir, p.o.cfkctl, "-a", p.addr, "restart", "@web", "--rolling", "--batch", fmt.Sprint(p.batch))
