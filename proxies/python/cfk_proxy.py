@@ -153,6 +153,7 @@ import fcntl
 import gc
 import importlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -541,6 +542,19 @@ def set_comm(text):
             f.write(text.encode("utf-8", "replace")[:COMM_MAX_BYTES])
     except OSError:
         pass
+
+
+def unbuffer_std_streams():
+    """unbuffer_std_streams makes stdout and stderr what `python3 -u` makes
+    them: text written through to unbuffered fds 1 and 2."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        old = getattr(sys, name)
+        if old is None or isinstance(getattr(old, "buffer", None), io.FileIO):
+            continue  # gone, or unbuffered already
+        old.flush()
+        raw = io.FileIO(fd, "w", closefd=False)
+        setattr(sys, name, io.TextIOWrapper(raw, encoding=old.encoding, errors=old.errors,
+                                            write_through=True))
 
 
 def finish_worker():
@@ -961,9 +975,7 @@ class Proxy:
         if "TZ" in req.env:
             time.tzset()
         if env.get("PYTHONUNBUFFERED"):
-            for stream in (sys.stdout, sys.stderr):
-                if stream is not None and hasattr(stream, "reconfigure"):
-                    stream.reconfigure(write_through=True)
+            unbuffer_std_streams()
 
 
 def preload(items):

@@ -104,7 +104,7 @@ func startProxy(t *testing.T, o options) *fakeCfkd {
 	cmd := exec.Command(o.python, args...)
 	cmd.Dir = t.TempDir()
 	cmd.ExtraFiles = []*os.File{cmdR, statusW, logW}
-	env := append(os.Environ(),
+	env := append(withoutEnv(os.Environ(), "PYTHONUNBUFFERED"),
 		fmt.Sprintf("_CFK_COMMAND_FD=%d", commandFd),
 		fmt.Sprintf("_CFK_STATUS_FD=%d", statusFd),
 		fmt.Sprintf("_CFK_LOG_FD=%d", logFd),
@@ -415,6 +415,18 @@ func pythons(t *testing.T) []string {
 	}
 	if len(out) == 0 {
 		t.Skip("no python3")
+	}
+	return out
+}
+
+// withoutEnv drops a variable from env. The tests run the proxy without
+// PYTHONUNBUFFERED, so that output buffering is the default one.
+func withoutEnv(env []string, key string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
 	}
 	return out
 }

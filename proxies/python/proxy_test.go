@@ -487,6 +487,15 @@ func testUnbuffered(t *testing.T, py string) {
 	h.waitLog("out:u:no flush needed")
 	h.send(map[string]any{"command": "stop", "name": "u"})
 	h.waitStopped("u", pid)
+	// A partial line on stderr, logged once the worker is gone: had it been
+	// buffered, TERM would have lost it.
+	h.waitLog("err:u:nor here")
+
+	// Without it, stdout is block-buffered as in any python3 on a pipe, and
+	// flushed when the worker returns.
+	pid = h.start("b", "cfktestapp:hello", nil)
+	h.waitStopped("b", pid)
+	h.waitLog("out:b:loaded-by")
 }
 
 // dialRead connects to addr and returns the first line it answers.

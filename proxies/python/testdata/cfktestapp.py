@@ -83,4 +83,5 @@ def noisy():
 
 def unbuffered():
     print("no flush needed")
+    sys.stderr.write("nor here")
     sleep()
