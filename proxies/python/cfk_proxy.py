@@ -89,9 +89,11 @@ After os.fork(), before the service's code runs:
 * environment: os.environ gets the service's env, CONTROL_FREAK_ENABLED=1,
   CONTROL_FREAK_SERVICE=NAME, and with `sockets` LISTEN_FDS, LISTEN_FDNAMES
   and LISTEN_PID (the worker's own pid); the proxy's `_CFK_*` variables and
-  any stray LISTEN_* are removed. TZ is re-read (time.tzset) and
-  PYTHONUNBUFFERED=1 makes stdout and stderr write through, since the
-  interpreter read both at its start, long before this worker existed.
+  any stray LISTEN_* are removed. TZ is re-read (time.tzset), and
+  PYTHONUNBUFFERED makes stdout and stderr unbuffered as `python3 -u`
+  does, since the interpreter read both at its start, long before this
+  worker existed. Otherwise stdout is block-buffered, as in any python3
+  writing to a pipe: flush, or lose the tail of the output to a SIGTERM.
 * process name: setproctitle is not in the standard library, so the worker
   writes `[cfk NAME] CMD` to /proc/self/comm, which the kernel cuts to 15
   bytes. `ps -o comm`, top and `pgrep` show it; the full command line that
