@@ -73,7 +73,8 @@ my $read_set = IO::Select->new;
 my %reader;          # fileno => what to do when that handle is readable
 my %service;         # name => the running service of that name
 my %service_of_pid;  # pid => service
-my %unknown_exit;    # pid => { status, time }: reaped before its start was recorded
+my %unknown_exit;    # pid => { status, time, round }: reaped before its start was recorded
+my $reap_round = 0;  # counts calls of reap_children
 my $cmd_buf = '';
 my $stop_signal;       # set by the TERM/INT/HUP handlers
 my $shutdown;          # { deadline, killed } once stopping
@@ -582,6 +583,7 @@ sub spawn {
     $all->fillset;
     my $mask = POSIX::SigSet->new;
     POSIX::sigprocmask(POSIX::SIG_BLOCK(), $all, $mask);
+    my $round = $reap_round;
     my $pid = fork;
     if (!defined $pid) {
         my $err = "$!";
@@ -616,9 +618,13 @@ sub spawn {
     $service{$name} = $svc;
     $service_of_pid{$pid} = $svc;
 
+    # An exit of this pid reaped before its start was recorded is reported
+    # now; one reaped before the fork was an earlier process that had the
+    # same pid. The loop records a start before it reaps again, so the
+    # first cannot happen here (it did in the original, which reaped in the
+    # signal handler), but the second can.
     if (my $e = delete $unknown_exit{$pid}) {
-        # It was reaped before its start was recorded: report it now.
-        service_exited($svc, $e->{status});
+        service_exited($svc, $e->{status}) if $e->{round} > $round;
     }
 }
 
@@ -641,6 +647,7 @@ sub fork_failed {
 }
 
 sub reap_children {
+    $reap_round++;
     while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) {
         my $status = $?;
         if (my $svc = $service_of_pid{$pid}) {
@@ -650,7 +657,7 @@ sub reap_children {
         # Not a service (yet): a child whose start is not recorded, or one
         # the preloaded code forked itself. Remember it for a while.
         my $now = Time::HiRes::time();
-        $unknown_exit{$pid} = { status => $status, time => $now };
+        $unknown_exit{$pid} = { status => $status, time => $now, round => $reap_round };
         for my $p (keys %unknown_exit) {
             delete $unknown_exit{$p} if $now - $unknown_exit{$p}{time} > UNKNOWN_EXIT_TTL_SECS;
         }
@@ -945,8 +952,11 @@ again.
 
 Exits are reaped in the loop with C<waitpid(-1, WNOHANG)> (the SIGCHLD
 handler only wakes it) and each exit of a started service is reported once,
-with the raw wait status, after what is left in its pipes. An exit reaped
-before its start was recorded is remembered and reported when it is.
+with the raw wait status, after what is left in its pipes. A start is
+recorded before the loop can reap again, so an exit cannot overtake its
+start (the original reaped in its signal handler, and could); exits of
+other children (ones the preloaded code forked) are reaped, remembered for
+a minute in case a start claims them, and not reported.
 
 C<stop> sends TERM to the service's process group (to the service alone
 under C<no_new_session>); a stop of an unknown service is logged as an

@@ -161,6 +161,24 @@ sub run { die "the application's run" } sub main { die } sub spawn { die } sub l
 	}
 }
 
+// Children the preloaded code forks itself are reaped, and not reported.
+func TestPreloadChildrenAreNotServices(t *testing.T) {
+	t.Parallel()
+	h := startProxy(t, options{preload: "for (1 .. 3) { if (fork == 0) { exit 7 } }\n1;\n"})
+	h.start("s", h.write("s.pl", `print "up\n"; sleep 1 while 1;`), nil)
+	pid := h.started("s")
+	h.waitLog("out:s:up")
+	waitFor(t, waitTimeout, "the preload's children reaped", func() bool {
+		return reflect.DeepEqual(childrenOf(h.pid()), []int{pid})
+	})
+	h.stop("s")
+	h.stopped("s", pid)
+	time.Sleep(50 * time.Millisecond)
+	if st := h.allStatuses(); len(st) != 2 {
+		t.Errorf("statuses %+v, want the service's two only", st)
+	}
+}
+
 func TestTieStdinTo(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, options{sockets: []string{"fcgi", "other"}})
@@ -528,13 +546,21 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// childrenOf lists the children of pid (zombies included).
+func childrenOf(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var kids []int
+	for _, f := range strings.Fields(string(b)) {
+		n, _ := strconv.Atoi(f)
+		kids = append(kids, n)
+	}
+	return kids
+}
+
 // childOf returns a child of pid, or 0.
 func childOf(pid int) int {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
+	if kids := childrenOf(pid); len(kids) > 0 {
+		return kids[0]
 	}
-	n, _ := strconv.Atoi(f[0])
-	return n
+	return 0
 }
