@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // proxyCase is one behaviour, run against each interpreter.
@@ -410,24 +412,31 @@ func testBadCommands(t *testing.T, py string) {
 	}
 }
 
-// TERM to the proxy: every worker is TERMed and reported, then exit 0.
+// TERM, INT or HUP to the proxy: every worker is TERMed and reported,
+// then exit 0.
 func testTermStopsWorkers(t *testing.T, py string) {
-	h := startProxy(t, options{python: py})
-	a := h.start("a", "cfktestapp:sleep", nil)
-	b := h.start("b", "cfktestapp:sleep", map[string]any{"no_new_session": 1})
-	h.waitLog("out:a:ready")
-	h.waitLog("out:b:ready")
-	h.cmd.Process.Signal(syscall.SIGTERM)
-	if code := h.waitExit(); code != 0 {
-		t.Errorf("proxy exit code %d", code)
-	}
-	h.waitStopped("a", a)
-	h.waitStopped("b", b)
-	h.waitLog("out:-:stopping (got SIGTERM): 2 worker(s) to stop")
-	for _, pid := range []int{a, b} {
-		if syscall.Kill(pid, 0) == nil {
-			t.Errorf("worker %d still alive", pid)
-		}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(unix.SignalName(sig), func(t *testing.T) {
+			t.Parallel()
+			h := startProxy(t, options{python: py})
+			a := h.start("a", "cfktestapp:sleep", nil)
+			b := h.start("b", "cfktestapp:sleep", map[string]any{"no_new_session": 1})
+			h.waitLog("out:a:ready")
+			h.waitLog("out:b:ready")
+			h.cmd.Process.Signal(sig)
+			if code := h.waitExit(); code != 0 {
+				t.Errorf("proxy exit code %d", code)
+			}
+			for name, pid := range map[string]int{"a": a, "b": b} {
+				if ws := h.waitStopped(name, pid); ws != int(syscall.SIGTERM) {
+					t.Errorf("%s: exit_status %d, want 15", name, ws)
+				}
+				if syscall.Kill(pid, 0) == nil {
+					t.Errorf("worker %d still alive", pid)
+				}
+			}
+			h.waitLog(fmt.Sprintf("out:-:stopping (got %s): 2 worker(s) to stop", unix.SignalName(sig)))
+		})
 	}
 }
 
