@@ -4,7 +4,8 @@
 # copy-on-write by every worker. The protocol is proxies/PROTOCOL.md; the
 # documentation (perldoc cfk-proxy.pl, or --man) is at the end of the file.
 #
-# Core modules only: it must run on any Perl 5.10+ without a CPAN install.
+# Core modules only: it runs on any Perl 5.14+ (JSON::PP became core in
+# 5.14) without a CPAN install.
 use strict;
 use warnings;
 
@@ -863,7 +864,7 @@ Options:
 
 B<cfk-proxy.pl> is a proxy for B<cfkd>, the ControlFreak supervisor, and a
 drop-in replacement for ControlFreak 1.0's F<cfk-share-mem-proxy.pl>, in
-pure Perl with core modules only. cfkd starts it (from C<proxy NAME cmd=...>)
+pure Perl with core modules only (Perl 5.14 or later). cfkd starts it (from C<proxy NAME cmd=...>)
 and sends it start and stop commands; it forks each service from its own
 interpreter and reports each start and exit back, as described in
 F<proxies/PROTOCOL.md>.

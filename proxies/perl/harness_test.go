@@ -216,6 +216,10 @@ func (h *harness) cleanup() {
 	for _, l := range h.socks {
 		l.Close()
 	}
+	// A Perl warning from the proxy itself is a bug.
+	if out := h.output.String(); strings.Contains(out, filepath.Base(proxyScript)+" line ") {
+		h.t.Errorf("the proxy warned:\n%s", out)
+	}
 	if h.t.Failed() {
 		h.t.Logf("proxy output:\n%s", h.output.String())
 		h.t.Logf("proxy log lines:\n%s", strings.Join(h.allLogs(), "\n"))
