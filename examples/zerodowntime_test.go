@@ -134,6 +134,8 @@ type twoLoads struct {
 	t           *testing.T
 	fresh, kept *wrkRun
 	end         time.Time
+	opStart     time.Time     // when the current operation began
+	longest     time.Duration // the longest operation so far
 }
 
 func startTwoLoads(t *testing.T, url string) *twoLoads {
@@ -146,6 +148,19 @@ func startTwoLoads(t *testing.T, url string) *twoLoads {
 
 // left is how long the load still runs.
 func (l *twoLoads) left() time.Duration { return time.Until(l.end) }
+
+// another is called before each operation (a rolling restart, a cycle of
+// scaling) and reports whether there is time for it: one as long as the
+// longest so far must still end zdTail before the load does, so that the
+// processes it leaves serve under load.
+func (l *twoLoads) another() bool {
+	now := time.Now()
+	if !l.opStart.IsZero() {
+		l.longest = max(l.longest, now.Sub(l.opStart))
+	}
+	l.opStart = now
+	return l.left() > zdTail+l.longest
+}
 
 // wait lets both wrk finish, requires them clean (no error of any kind,
 // every answer naming a pid), and returns their figures and the answers
@@ -229,7 +244,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	time.Sleep(loadMargin) // load, not a wait for a state
 	batches := []int{1, 2, zdPoolSize}
 	rolls := 0
-	for ; load.left() > zdTail; rolls++ {
+	for ; load.another(); rolls++ {
 		d.rollRestart(batches[rolls%len(batches)], len(names))
 		now := d.waitRunning(names...)
 		requireReplaced(t, names, pids, now)
@@ -241,8 +256,8 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	}
 	requireServed(t, perPid, pids)
 	d.requireQuietLog()
-	t.Logf("%d rolling restarts (batches of 1, 2, %d in turn), %d worker processes replaced",
-		rolls, zdPoolSize, rolls*len(names))
+	t.Logf("%d rolling restarts (batches of 1, 2, %d in turn), %d worker processes replaced; the longest took %v",
+		rolls, zdPoolSize, rolls*len(names), load.longest.Round(time.Millisecond))
 }
 
 // TestScaleUnderLoad: the pool goes 4 → 8 → 2 → 4, again and again for as
@@ -266,9 +281,11 @@ func TestScaleUnderLoad(t *testing.T) {
 	steps := []int{8, 2, zdPoolSize}
 	cycles, ran := 0, map[int]bool{}
 	var pids []int
-	for ; load.left() > zdTail; cycles++ {
+	for ; load.another(); cycles++ {
 		for _, n := range steps {
+			began := time.Now()
 			out := d.cfkctl("scale", "@web", strconv.Itoa(n))
+			scaled := time.Since(began)
 			if !strings.HasPrefix(out, "scaled web from ") {
 				t.Fatalf("cfkctl scale @web %d: %q", n, out)
 			}
@@ -292,13 +309,16 @@ func TestScaleUnderLoad(t *testing.T) {
 			}
 			pidOf = next
 			pidsServing(t, side, pids)
+			if d := time.Since(began); d > time.Second {
+				t.Logf("a slow step: scale to %d took %v, every process answering %v", n, scaled, d)
+			}
 		}
 	}
 	_, _, perPid := load.wait()
 	requireServed(t, perPid, pids)
 	d.requireQuietLog()
-	t.Logf("%d cycles of 4 → 8 → 2 → 4; %d worker processes ran, %d of them answered wrk",
-		cycles, len(ran), len(perPid))
+	t.Logf("%d cycles of 4 → 8 → 2 → 4, the longest %v; %d worker processes ran, %d of them answered wrk",
+		cycles, load.longest.Round(time.Millisecond), len(ran), len(perPid))
 }
 
 // TestUpgradeUnderLoad: cfkd re-executes itself in place several times
