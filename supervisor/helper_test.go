@@ -118,9 +118,11 @@ func helper(mode string, args []string) {
 		}
 		select {}
 	case "proxy":
-		testProxy(false)
+		testProxy(false, 0)
+	case "slowproxy":
+		testProxy(false, 1500*time.Millisecond)
 	case "badproxy":
-		testProxy(true)
+		testProxy(true, 0)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
 		os.Exit(2)

@@ -214,7 +214,7 @@ func (s *Supervisor) onExit(pid int, ws syscall.WaitStatus) {
 	}
 	if svc.proxy != "" {
 		if p := s.proxies[svc.proxy]; p != nil {
-			p.pids.Delete(svc.name)
+			p.pids.Store(svc.name, 0) // its last lines may still come
 		}
 	}
 	delete(s.byPid, pid)
@@ -304,6 +304,10 @@ func (s *Supervisor) onTimer(svc *service, kind timerKind) {
 			svc.state = Running
 			svc.backoffRetry = 0
 			s.startSettled(svc, true)
+		} else if svc.state == Starting && svc.proxy != "" && s.stillPreloading(svc) {
+			// startwait_secs counts from the proxy's first word, not
+			// through its preload.
+			s.arm(svc, startTimer, svc.cfg.StartWait)
 		} else if svc.state == Starting && svc.proxy != "" {
 			svc.failReason = fmt.Sprintf("proxy '%s' did not report the start within startwait_secs", svc.proxy)
 			s.logf(eventlog.Error, "%s: %s", svc.name, svc.failReason)

@@ -37,6 +37,8 @@ type proxyEntry struct {
 	conn     *proxy.Conn
 	sockets  map[string]bool // the sockets it was given at start
 	stopping bool
+	heard    bool        // it has said something: its preload is done
+	started  time.Time   // when this run of the proxy began
 	wantDown bool        // proxydown: stop it once its services are down
 	kill     func() bool // the KILL timer after a stop
 
@@ -57,6 +59,17 @@ type proxyKillEvent struct {
 	name string
 	gen  uint64
 }
+
+// proxyHeardEvent is the first line a run of a proxy writes: the original
+// proxy and ours log one as soon as their preload is done.
+type proxyHeardEvent struct {
+	name string
+	gen  uint64
+}
+
+// maxPreload bounds how long a proxy may preload before the starts that
+// wait for it count as failed.
+const maxPreload = 5 * time.Minute
 
 // declareProxy sets a proxy attribute, declaring the proxy if new.
 func (s *Supervisor) declareProxy(name, attr, value string) error {
@@ -173,6 +186,7 @@ func (s *Supervisor) startProxy(p *proxyEntry) error {
 
 	p.gen++
 	p.pid, p.sockets, p.stopping, p.wantDown = pid, socks, false, false
+	p.heard, p.started = false, time.Now()
 	s.proxyByPid[pid] = p
 	s.openProxyConn(p, cmdW, statusR, logR)
 	s.logf(eventlog.Info, "proxy '%s' started, pid %d", p.name, pid)
@@ -188,9 +202,13 @@ func (s *Supervisor) openProxyConn(p *proxyEntry, cmdW, statusR, logR int) {
 		_ = unix.SetNonblock(fd, true)
 	}
 	gen, name, pid := p.gen, p.name, p.pid
+	var heard sync.Once
 	p.conn = proxy.Open(fileOf(cmdW, "proxy:"+name+":command"), fileOf(statusR, "proxy:"+name+":status"), fileOf(logR, "proxy:"+name+":log"), proxy.Handlers{
 		Status: func(st proxy.Status) { s.send(proxyStatusEvent{name, gen, st}) },
-		Log:    func(l proxy.LogLine) { s.proxyLog(p, l) },
+		Log: func(l proxy.LogLine) {
+			heard.Do(func() { s.send(proxyHeardEvent{name, gen}) })
+			s.proxyLog(p, l)
+		},
 		Bad: func(err error) {
 			s.log.Log(eventlog.Error, "proxy."+name, pid, "bad input from proxy: "+err.Error())
 		},
@@ -208,6 +226,8 @@ func (s *Supervisor) proxyLog(p *proxyEntry, l proxy.LogLine) {
 		s.log.Write(level, "proxy."+p.name+stream, 0, l.Msg)
 		return
 	}
+	// A service is in pids (pid 0 until its `started` is handled) from
+	// the moment cfkd asks for it, so early lines keep their name.
 	pid, ok := p.pids.Load(l.Service)
 	if !ok {
 		s.log.Write(eventlog.Error, "proxy."+p.name+".err", 0,
@@ -294,6 +314,7 @@ func (s *Supervisor) onProxyStatus(ev proxyStatusEvent) {
 	if p == nil || p.gen != ev.gen || !p.up() {
 		return
 	}
+	p.heard = true
 	st := ev.st
 	svc := s.services[st.Name]
 	if svc == nil || svc.proxy != p.name {
@@ -327,6 +348,19 @@ func (s *Supervisor) onProxyStatus(ev proxyStatusEvent) {
 		// Asked down before its pid came: stop it now.
 		_ = p.conn.Send(proxy.EncodeStop(svc.name))
 	}
+}
+
+func (s *Supervisor) onProxyHeard(ev proxyHeardEvent) {
+	if p := s.proxies[ev.name]; p != nil && p.gen == ev.gen {
+		p.heard = true
+	}
+}
+
+// stillPreloading reports whether svc's start waits on its proxy's
+// preload, which startwait_secs does not count.
+func (s *Supervisor) stillPreloading(svc *service) bool {
+	p := s.proxies[svc.proxy]
+	return p != nil && p.up() && !p.heard && time.Since(p.started) < maxPreload
 }
 
 // startProxied asks a service's proxy to start it, starting the proxy
@@ -373,6 +407,9 @@ func (s *Supervisor) startProxied(svc *service) error {
 	}
 	if t := svc.cfg.TieStdinTo; t != "" {
 		cmd.TieStdinTo = &t
+	}
+	if _, known := p.pids.Load(svc.name); !known {
+		p.pids.Store(svc.name, 0)
 	}
 	return p.conn.Send(proxy.EncodeStart(cmd))
 }

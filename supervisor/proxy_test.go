@@ -210,3 +210,23 @@ func TestMemPerServiceAndProxy(t *testing.T) {
 		t.Errorf("down service: %v", f)
 	}
 }
+
+func TestSlowPreloadDoesNotCountAgainstStartwait(t *testing.T) {
+	h := newHarness(t)
+	h.must("proxy p cmd=" + proxyWords("slowproxy"))
+	h.must("proxy p service w cmd=" + helperCmd("print", "1"))
+	h.must("service w startwait_secs=0.3")
+	h.must("service w respawn_max_retries=1")
+	h.must("command start service w")
+	st := h.waitState("w", "running")
+	if st.pid == 0 {
+		t.Fatalf("no pid")
+	}
+	// Its first line, written at once, keeps its name.
+	waitFor(t, 5*time.Second, "first line logged", func() bool {
+		return strings.Contains(h.logText(), "service.w.out - out line 0")
+	})
+	if strings.Contains(h.logText(), "unknown service") {
+		t.Errorf("an early line lost its service name")
+	}
+}

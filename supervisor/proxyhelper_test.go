@@ -9,13 +9,14 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // testProxy is a small proxy program for the tests (helper mode "proxy"):
 // it speaks the protocol of proxies/PROTOCOL.md and execs each service's
 // cmd (a JSON array) instead of running preloaded code. Mode "badproxy"
 // writes garbage and never starts anything.
-func testProxy(bad bool) {
+func testProxy(bad bool, preload time.Duration) {
 	fd := func(env string) *os.File {
 		n, err := strconv.Atoi(os.Getenv(env))
 		if err != nil {
@@ -31,6 +32,7 @@ func testProxy(bad bool) {
 		f.WriteString(s + "\n")
 		mu.Unlock()
 	}
+	time.Sleep(preload)          // a slow preload
 	fmt.Println("test proxy up") // stdout: logged as proxy.NAME.out
 	write(logs, "out:-:proxy ready")
 	if bad {

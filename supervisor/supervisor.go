@@ -248,6 +248,8 @@ func (s *Supervisor) handle(ev event) {
 		s.onProxyStatus(ev)
 	case proxyKillEvent:
 		s.onProxyKill(ev)
+	case proxyHeardEvent:
+		s.onProxyHeard(ev)
 	case lingerEvent:
 		s.killLingering(ev.pgid)
 	case shutdownEvent:
