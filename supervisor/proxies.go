@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -305,7 +306,65 @@ func (s *Supervisor) onProxyExit(p *proxyEntry, ws syscall.WaitStatus) {
 		svc.failReason = "proxy stopped"
 		s.failed(svc)
 	}
+	// Workers whose start the proxy never got to report are not known by
+	// pid; the kernel has made them cfkd's children (it is a subreaper).
+	s.stopStrayChildren(p.name)
 	s.checkShutdown()
+}
+
+// stopStrayChildren stops every child of cfkd that is neither a service's
+// process nor a proxy: after a proxy dies, those are its orphaned
+// workers, and a worker with old code must not go on accepting on a
+// shared socket.
+func (s *Supervisor) stopStrayChildren(why string) {
+	self := os.Getpid()
+	for pid, ppid := range childrenOf() {
+		if ppid != self || s.byPid[pid] != nil || s.proxyByPid[pid] != nil {
+			continue
+		}
+		target := pid
+		if pgid, err := syscall.Getpgid(pid); err == nil && pgid == pid {
+			target = -pid // it leads its own group: take the group
+		}
+		s.logf(eventlog.Warn, "stopping pid %d, left behind by proxy '%s'", pid, why)
+		_ = s.run.kill(target, syscall.SIGTERM)
+		if target < 0 {
+			s.lingerGroup(pid, DefaultStopWait)
+		} else {
+			pid := pid
+			time.AfterFunc(DefaultStopWait, func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+		}
+	}
+}
+
+// childrenOf maps every process to its parent, from /proc.
+func childrenOf() map[int]int {
+	out := map[int]int{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		out[pid] = ppid
+	}
+	return out
 }
 
 // onProxyStatus is a status line from a proxy.

@@ -230,3 +230,16 @@ func TestSlowPreloadDoesNotCountAgainstStartwait(t *testing.T) {
 		t.Errorf("an early line lost its service name")
 	}
 }
+
+func TestWorkersOfADeadProxyAreStopped(t *testing.T) {
+	h := newHarness(t)
+	pids := filepath.Join(h.dir, "pids")
+	h.must("proxy p cmd=" + proxyWords("dieproxy"))
+	h.must("proxy p service w cmd=" + helperCmd("count", pids, "0", "1h"))
+	h.must("service w respawn_on_fail=0")
+	h.must("command start service w")
+	waitFor(t, 5*time.Second, "the worker's pid", func() bool { return len(readLines(pids)) == 1 })
+	worker, _ := strconv.Atoi(readLines(pids)[0])
+	h.waitState("w", "fail")
+	waitFor(t, 10*time.Second, "the orphaned worker stopped", func() bool { return !alive(worker) })
+}

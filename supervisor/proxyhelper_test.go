@@ -16,7 +16,7 @@ import (
 // it speaks the protocol of proxies/PROTOCOL.md and execs each service's
 // cmd (a JSON array) instead of running preloaded code. Mode "badproxy"
 // writes garbage and never starts anything.
-func testProxy(bad bool, preload time.Duration) {
+func testProxy(bad bool, preload time.Duration, dieOnStart ...bool) {
 	fd := func(env string) *os.File {
 		n, err := strconv.Atoi(os.Getenv(env))
 		if err != nil {
@@ -119,6 +119,11 @@ func testProxy(bad bool, preload time.Duration) {
 						write(logs, "out:"+name+":"+sc.Text())
 					}
 				}(c.Name, os.NewFile(uintptr(p[0]), "out"))
+				if len(dieOnStart) > 0 {
+					// Forked, then died before saying so.
+					time.Sleep(200 * time.Millisecond)
+					syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				}
 				pids[c.Name], names[pid] = pid, c.Name
 				write(status, fmt.Sprintf(`{"status":"started","name":%q,"pid":%d}`, c.Name, pid))
 			case "stop":
