@@ -494,6 +494,7 @@ func testUnbuffered(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
 	pid := h.start("u", "cfktestapp:unbuffered", map[string]any{"env": map[string]string{"PYTHONUNBUFFERED": "1"}})
 	h.waitLog("out:u:no flush needed")
+	h.waitLog("out:u:ready") // printed after the write to stderr
 	h.send(map[string]any{"command": "stop", "name": "u"})
 	h.waitStopped("u", pid)
 	// A partial line on stderr, logged once the worker is gone: had it been
