@@ -307,11 +307,17 @@ func (s *Supervisor) onTimer(svc *service, kind timerKind) {
 		} else if svc.state == Starting && svc.proxy != "" && s.stillPreloading(svc) {
 			// startwait_secs counts from the proxy's first word, not
 			// through its preload.
-			s.arm(svc, startTimer, svc.cfg.StartWait)
+			s.arm(svc, startTimer, max(svc.cfg.StartWait, minReportWait))
 		} else if svc.state == Starting && svc.proxy != "" {
 			svc.failReason = fmt.Sprintf("proxy '%s' did not report the start within startwait_secs", svc.proxy)
 			s.logf(eventlog.Error, "%s: %s", svc.name, svc.failReason)
 			s.stopProxied(svc)
+			if p := s.proxies[svc.proxy]; p != nil && p.up() {
+				if p.abandoned == nil {
+					p.abandoned = map[string]int{}
+				}
+				p.abandoned[svc.name]++
+			}
 			s.failed(svc)
 		}
 	case stopTimer:

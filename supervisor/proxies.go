@@ -39,6 +39,10 @@ type proxyEntry struct {
 	sockets  map[string]bool // the sockets it was given at start
 	stopping bool
 	heard    bool        // it has said something: its preload is done
+	// abandoned counts, per service, starts cfkd gave up on whose
+	// `started` has not come yet: commands and statuses are ordered, so the
+	// next `started` for that name is the abandoned one, not the retry's.
+	abandoned map[string]int
 	started  time.Time   // when this run of the proxy began
 	wantDown bool        // proxydown: stop it once its services are down
 	kill     func() bool // the KILL timer after a stop
@@ -67,6 +71,10 @@ type proxyHeardEvent struct {
 	name string
 	gen  uint64
 }
+
+// minReportWait is the least time a proxy gets to report a start, even
+// with a shorter startwait_secs (0 included): it has to fork first.
+const minReportWait = 2 * time.Second
 
 // maxPreload bounds how long a proxy may preload before the starts that
 // wait for it count as failed.
@@ -283,7 +291,7 @@ func (s *Supervisor) onProxyExit(p *proxyEntry, ws syscall.WaitStatus) {
 		p.kill = nil
 	}
 	p.conn.Close()
-	p.pid, p.gen, p.stopping, p.wantDown, p.sockets = 0, p.gen+1, false, false, nil
+	p.pid, p.gen, p.stopping, p.wantDown, p.sockets, p.abandoned = 0, p.gen+1, false, false, nil, nil
 	p.pids.Range(func(k, _ any) bool { p.pids.Delete(k); return true })
 
 	for _, svc := range s.sortedServices() {
@@ -386,6 +394,11 @@ func (s *Supervisor) onProxyStatus(ev proxyStatusEvent) {
 		}
 		return
 	}
+	if p.abandoned[svc.name] > 0 {
+		p.abandoned[svc.name]--
+		s.logf(eventlog.Warn, "proxy '%s' started '%s' (pid %d) after cfkd gave up on that start; it was asked to stop", p.name, svc.name, st.Pid)
+		return
+	}
 	if svc.state != Starting && svc.state != Stopping || svc.pid != 0 {
 		// A start we gave up on, or a duplicate: nobody wants it.
 		s.logf(eventlog.Warn, "proxy '%s' started '%s' (pid %d) unasked; stopping it", p.name, svc.name, st.Pid)
@@ -470,7 +483,13 @@ func (s *Supervisor) startProxied(svc *service) error {
 	if _, known := p.pids.Load(svc.name); !known {
 		p.pids.Store(svc.name, 0)
 	}
-	return p.conn.Send(proxy.EncodeStart(cmd))
+	if err := p.conn.Send(proxy.EncodeStart(cmd)); err != nil {
+		return err
+	}
+	// The proxy has at least minReportWait to say `started`; from then on
+	// startwait_secs counts as for any service.
+	s.arm(svc, startTimer, max(svc.cfg.StartWait, minReportWait))
+	return nil
 }
 
 func b2i(b bool) int {

@@ -243,3 +243,14 @@ func TestWorkersOfADeadProxyAreStopped(t *testing.T) {
 	h.waitState("w", "fail")
 	waitFor(t, 10*time.Second, "the orphaned worker stopped", func() bool { return !alive(worker) })
 }
+
+func TestProxiedStartwaitZero(t *testing.T) {
+	h := newHarness(t)
+	h.must("proxy p cmd=" + proxyWords("proxy"))
+	h.must("proxy p service w cmd=" + helperCmd("sleep"))
+	h.must("service w startwait_secs=0")
+	h.must("command start service w")
+	if st := h.waitState("w", "running"); st.pid == 0 {
+		t.Fatalf("running without a pid")
+	}
+}
