@@ -38,14 +38,14 @@ type proxyEntry struct {
 	conn     *proxy.Conn
 	sockets  map[string]bool // the sockets it was given at start
 	stopping bool
-	heard    bool        // it has said something: its preload is done
+	heard    bool // it has said something: its preload is done
 	// abandoned counts, per service, starts cfkd gave up on whose
 	// `started` has not come yet: commands and statuses are ordered, so the
 	// next `started` for that name is the abandoned one, not the retry's.
 	abandoned map[string]int
-	started  time.Time   // when this run of the proxy began
-	wantDown bool        // proxydown: stop it once its services are down
-	kill     func() bool // the KILL timer after a stop
+	started   time.Time   // when this run of the proxy began
+	wantDown  bool        // proxydown: stop it once its services are down
+	kill      func() bool // the KILL timer after a stop
 
 	// pids lets the log reader name the pid of a service's log lines.
 	pids sync.Map // service name -> pid
