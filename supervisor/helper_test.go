@@ -121,8 +121,8 @@ func helper(mode string, args []string) {
 		testProxy(false, 0)
 	case "slowproxy":
 		testProxy(false, 1500*time.Millisecond)
-	case "dieproxy":
-		testProxy(false, 0, true)
+	case "dieproxy": // dieproxy FILE: note the pid of the first worker, then die
+		testProxy(false, 0, arg(0))
 	case "badproxy":
 		testProxy(true, 0)
 	default:

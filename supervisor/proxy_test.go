@@ -234,8 +234,8 @@ func TestSlowPreloadDoesNotCountAgainstStartwait(t *testing.T) {
 func TestWorkersOfADeadProxyAreStopped(t *testing.T) {
 	h := newHarness(t)
 	pids := filepath.Join(h.dir, "pids")
-	h.must("proxy p cmd=" + proxyWords("dieproxy"))
-	h.must("proxy p service w cmd=" + helperCmd("count", pids, "0", "1h"))
+	h.must("proxy p cmd=" + helperCmd("dieproxy", pids))
+	h.must("proxy p service w cmd=" + helperCmd("sleep"))
 	h.must("service w respawn_on_fail=0")
 	h.must("command start service w")
 	waitFor(t, 5*time.Second, "the worker's pid", func() bool { return len(readLines(pids)) == 1 })

@@ -16,7 +16,7 @@ import (
 // it speaks the protocol of proxies/PROTOCOL.md and execs each service's
 // cmd (a JSON array) instead of running preloaded code. Mode "badproxy"
 // writes garbage and never starts anything.
-func testProxy(bad bool, preload time.Duration, dieOnStart ...bool) {
+func testProxy(bad bool, preload time.Duration, dieOnStart ...string) {
 	fd := func(env string) *os.File {
 		n, err := strconv.Atoi(os.Getenv(env))
 		if err != nil {
@@ -121,7 +121,7 @@ func testProxy(bad bool, preload time.Duration, dieOnStart ...bool) {
 				}(c.Name, os.NewFile(uintptr(p[0]), "out"))
 				if len(dieOnStart) > 0 {
 					// Forked, then died before saying so.
-					time.Sleep(200 * time.Millisecond)
+					appendLine(dieOnStart[0], strconv.Itoa(pid))
 					syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				}
 				pids[c.Name], names[pid] = pid, c.Name

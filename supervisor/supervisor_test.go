@@ -208,7 +208,9 @@ func TestRespawnOnStop(t *testing.T) {
 func TestBackoffThenFatal(t *testing.T) {
 	h := newHarness(t)
 	count := filepath.Join(h.dir, "count")
-	h.declare("s1", helperCmd("count", count, "3", "0s"), "respawn_max_retries=3")
+	// A long startwait: under load the helper may take longer than a short
+	// one to start and die, and would then count as running.
+	h.declare("s1", helperCmd("count", count, "3", "0s"), "respawn_max_retries=3", "startwait_secs=10")
 	h.must("command start service s1")
 	var sawBackoff bool
 	waitFor(t, 20*time.Second, "fatal", func() bool {
@@ -234,7 +236,7 @@ func TestBackoffThenFatal(t *testing.T) {
 func TestStopCancelsBackoff(t *testing.T) {
 	h := newHarness(t)
 	count := filepath.Join(h.dir, "count")
-	h.declare("s1", helperCmd("count", count, "3", "0s"), "respawn_max_retries=100")
+	h.declare("s1", helperCmd("count", count, "3", "0s"), "respawn_max_retries=100", "startwait_secs=10")
 	h.must("command start service s1")
 	h.waitState("s1", "backoff")
 	h.must("command stop service s1")
