@@ -29,6 +29,7 @@ type options struct {
 	wrkDur                     time.Duration
 	kills                      int
 	minAge                     time.Duration
+	quietPct                   int
 }
 
 func envInt(name string, def int) int {
@@ -76,7 +77,8 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	o.rounds = envInt("ROUNDS", 5)
+	o.rounds = envInt("ROUNDS", 6)
+	o.quietPct = envInt("QUIET_PCT", 10)
 	o.wrkThreads = envInt("WRK_THREADS", 2)
 	o.wrkConns = envInt("WRK_CONNS", 32)
 	o.wrkDur = time.Duration(envInt("WRK_SECS", 10)) * time.Second

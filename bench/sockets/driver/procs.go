@@ -150,3 +150,43 @@ func waitFor(timeout, step time.Duration, cond func() bool) bool {
 		time.Sleep(step)
 	}
 }
+
+// machineBusy is the CPU time the whole machine has spent not idle (user,
+// nice, system, irq, softirq, steal), from the first line of /proc/stat.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// selfCPU is the CPU time the driver itself has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// treeCPU sums the CPU time of the given processes.
+func treeCPU(pids []int) time.Duration {
+	var sum time.Duration
+	for _, pid := range pids {
+		if t, err := cpuTime(pid); err == nil {
+			sum += t
+		}
+	}
+	return sum
+}

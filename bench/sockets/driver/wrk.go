@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -17,6 +18,7 @@ type wrkResult struct {
 	p50, p99 time.Duration
 	// Socket errors and non-2xx/3xx answers.
 	connect, read, write, timeout, non2xx int64
+	cpu                                   time.Duration // wrk's own CPU time
 }
 
 func (r wrkResult) errors() int64 {
@@ -27,11 +29,15 @@ func (r wrkResult) errors() int64 {
 func runWrk(threads, conns int, dur time.Duration, url string) (wrkResult, string, error) {
 	args := []string{fmt.Sprintf("-t%d", threads), fmt.Sprintf("-c%d", conns),
 		fmt.Sprintf("-d%ds", int(dur.Seconds())), "--latency", url}
-	out, err := exec.Command("wrk", args...).CombinedOutput()
+	cmd := exec.Command("wrk", args...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return wrkResult{}, string(out), fmt.Errorf("wrk %s: %w", strings.Join(args, " "), err)
 	}
 	r, err := parseWrk(string(out))
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
 	return r, string(out), err
 }
 
