@@ -178,10 +178,10 @@ func runCase(o *options, c peerCase, phase string, n, reps int, dur time.Duratio
 		if err != nil {
 			return cr, err
 		}
-		logf("  %d: errors %d (connect %d read %d write %d timeout %d non-2xx %d), p99 %v, %.0f req/s, restart %v (finished %v), command returned after %v, probes %d/%d failed%s",
+		logf("  %d: errors %d (connect %d read %d write %d timeout %d non-2xx %d), p99 %v, %.0f req/s, restart %v (finished %v), command returned after %v, probes %d/%d failed, other processes %.0f%% of the machine%s",
 			i+1, t.wrk.errors(), t.wrk.connect, t.wrk.read, t.wrk.write, t.wrk.timeout, t.wrk.non2xx,
 			t.wrk.p99, t.wrk.rps, t.duration.Round(time.Millisecond), t.finished,
-			t.cmdReturn.Round(time.Millisecond), t.probeErrs, t.probeReqs, errNote(t.cmdErr))
+			t.cmdReturn.Round(time.Millisecond), t.probeErrs, t.probeReqs, 100*t.otherCPU, errNote(t.cmdErr))
 		cr.trials = append(cr.trials, t)
 		// Let the old generation's last processes go (an old starman
 		// master, gunicorn's reaping) before the next trial.

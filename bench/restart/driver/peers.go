@@ -25,6 +25,9 @@ type pool interface {
 	// (at once for a signal). The text is whatever the command printed.
 	restart() (string, error)
 	down()
+	// root is the peer's top process: cfkd, supervisord, start_server or
+	// gunicorn's master.
+	root() int
 }
 
 // peerCase is one row of the report: a peer and the way it restarts.
@@ -123,6 +126,8 @@ func (p *cfkdPool) up(n int) error {
 	return waitWorkers(p, n)
 }
 
+func (p *cfkdPool) root() int { return p.d.pid() }
+
 func (p *cfkdPool) url() string { return p.target }
 
 func (p *cfkdPool) workers() []int {
@@ -218,6 +223,8 @@ stdout_logfile=%[1]s/%%(program_name)s_%%(process_num)02d.log
 	return waitWorkers(p, n)
 }
 
+func (p *supervisordPool) root() int { return p.d.pid() }
+
 func (p *supervisordPool) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", p.port) }
 
 func (p *supervisordPool) workers() []int { return withExe(descendants(p.d.pid()), p.o.worker) }
@@ -283,6 +290,8 @@ func (p *starterPool) up(n int) error {
 	return waitWorkers(p, n)
 }
 
+func (p *starterPool) root() int { return p.d.pid() }
+
 func (p *starterPool) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", p.port) }
 
 func (p *starterPool) workers() []int {
@@ -345,6 +354,8 @@ func (p *gunicornPool) up(n int) error {
 	p.d = d
 	return waitWorkers(p, n)
 }
+
+func (p *gunicornPool) root() int { return p.d.pid() }
 
 func (p *gunicornPool) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", p.port) }
 

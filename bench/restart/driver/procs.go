@@ -206,3 +206,78 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// machineBusy is the CPU time the whole machine has spent not idle (user,
+// nice, system, irq, softirq, steal), from the first line of /proc/stat.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * clockTick
+}
+
+// clockTick is USER_HZ, the unit of /proc's CPU times.
+const clockTick = 10 * time.Millisecond
+
+// driverCPU is the CPU time of the driver and of its reaped children
+// (wrk, cfkctl, supervisorctl, start_server --restart).
+func driverCPU() time.Duration {
+	var sum time.Duration
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) == nil {
+			sum += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	return sum
+}
+
+// treeCPU is the CPU time of a peer's whole process tree: the root's own
+// and its reaped children's (utime, stime, cutime, cstime), plus each
+// live descendant's own. A worker that exits moves from the second sum
+// to its parent's cutime, so the total stays right across a restart.
+func treeCPU(root int) time.Duration {
+	sum := statCPU(root, true)
+	for _, pid := range descendants(root) {
+		sum += statCPU(pid, false)
+	}
+	return sum
+}
+
+// statCPU reads utime+stime (and cutime+cstime with reaped) of pid.
+func statCPU(pid int, reaped bool) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 15 {
+		return 0
+	}
+	last := 12
+	if reaped {
+		last = 14
+	}
+	var ticks int64
+	for j := 11; j <= last; j++ {
+		n, _ := strconv.ParseInt(f[j], 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * clockTick
+}

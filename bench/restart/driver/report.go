@@ -21,7 +21,8 @@ func (r *report) write(w io.Writer) {
 		fmt.Fprintf(w, "### Restart of %d workers under load\n\n", o.workers)
 		fmt.Fprintf(w, "`wrk -t%d -c%d -d%ds --latency`, restart issued %v into the run; %d runs per row, medians. "+
 			"Errors = connect + read + write + timeout + non-2xx, as wrk counts them. "+
-			"Restart = from the command to every old worker gone and %d new workers each having answered a probe.\n\n",
+			"Restart = from the command to every old worker gone and %d new workers each having answered a probe. "+
+			"Others = the share of the machine that processes other than the benchmark's used during each run.\n\n",
 			o.wrkThreads, o.wrkConns, int(o.wrkDur.Seconds()), o.restartAt, o.reps, o.workers)
 		r.table(w, r.restarts)
 	}
@@ -46,10 +47,10 @@ func (r *report) write(w io.Writer) {
 }
 
 func (r *report) table(w io.Writer, crs []caseResult) {
-	fmt.Fprintln(w, "| peer, restart | errors | p99 | req/s | restart | command returned | failed probes |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| peer, restart | errors | p99 | req/s | restart | command returned | failed probes | others |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, cr := range crs {
-		var errs, p99, rps, dur, ret []float64
+		var errs, p99, rps, dur, ret, other []float64
 		var probes, probeErrs int
 		unfinished := 0
 		for _, t := range cr.trials {
@@ -62,6 +63,7 @@ func (r *report) table(w io.Writer, crs []caseResult) {
 				unfinished++
 			}
 			ret = append(ret, ms(t.cmdReturn))
+			other = append(other, 100*t.otherCPU)
 			probes += t.probeReqs
 			probeErrs += t.probeErrs
 		}
@@ -69,9 +71,9 @@ func (r *report) table(w io.Writer, crs []caseResult) {
 		if unfinished > 0 {
 			restart += fmt.Sprintf(" (%d not done in %v)", unfinished, restartDeadline)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %s | %.0f ms | %d of %d |\n", cr.c.label,
+		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %s | %.0f ms | %d of %d | %s |\n", cr.c.label,
 			trio(errs, "%.0f"), trio(p99, "%.1f ms"), median(rps), restart+" ("+each(cr.trials)+")",
-			median(ret), probeErrs, probes)
+			median(ret), probeErrs, probes, trio(other, "%.0f%%"))
 	}
 	fmt.Fprintln(w)
 	// The error kinds, summed over the runs, where there were any.
