@@ -1,138 +1,42 @@
 package cfkproxy
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/controlfreak-go/cfk/internal/cfkdtest"
 )
 
 // End-to-end tests with the real cfkd: the example proxy run by cfkd,
 // its workers serving HTTP on sockets cfkd bound.
 
-// buildCfkd builds cfkd once; it is edited by others, so when it does not
-// build the tests that need it skip and say why.
-var buildCfkd = sync.OnceValues(func() (string, error) {
-	exampleBuilt = true // the same temporary directory is removed
-	bin, err := buildExample()
-	if err != nil {
-		return "", err
-	}
-	cfkd := filepath.Join(filepath.Dir(bin), "cfkd")
-	out, err := exec.Command("go", "build", "-o", cfkd, "github.com/controlfreak-go/cfk/cmd/cfkd").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("%v\n%s", err, out)
-	}
-	return cfkd, nil
-})
+// cfkd is the real cfkd under test, run by internal/cfkdtest.
+type cfkd struct{ *cfkdtest.Daemon }
 
-// cfkd is a running cfkd and a console connection to it.
-type cfkd struct {
-	t    *testing.T
-	home string
-	cmd  *exec.Cmd
-	conn net.Conn
-	r    *bufio.Reader
-	done chan struct{}
-}
-
-// startCfkd runs cfkd in the foreground with config loaded at start.
+// startCfkd runs cfkd in the foreground on a fresh home with a config.
 func startCfkd(t *testing.T, config string) *cfkd {
 	t.Helper()
-	bin, err := buildCfkd()
-	if err != nil {
-		t.Skipf("cfkd does not build: %v", err)
-	}
-	home := t.TempDir()
-	cfg := filepath.Join(home, "test.conf")
-	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := &cfkd{t: t, home: home, done: make(chan struct{})}
-	d.cmd = exec.Command(bin, "--home", home, "-c", cfg)
-	d.cmd.Stderr = os.Stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		if d.conn != nil {
-			d.conn.Close()
-		}
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(exitWait):
-			t.Errorf("cfkd did not stop on TERM")
-			d.cmd.Process.Kill()
-			<-d.done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(home, "cfkd.log"))
-			t.Logf("cfkd.log:\n%s", b)
-		}
-	})
-	sock := filepath.Join(home, "sock")
-	waitFor(t, statusWait, "cfkd's console", func() bool {
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			return false
-		}
-		d.conn, d.r = c, bufio.NewReader(c)
-		return true
-	})
-	return d
+	return &cfkd{cfkdtest.Start(t, config)}
 }
 
-// do sends one console line and returns the output lines before OK.
-func (d *cfkd) do(line string) []string {
-	d.t.Helper()
-	d.conn.SetDeadline(time.Now().Add(statusWait))
-	if _, err := io.WriteString(d.conn, line+"\n"); err != nil {
-		d.t.Fatalf("%s: %v", line, err)
-	}
-	var out []string
-	for {
-		l, err := d.r.ReadString('\n')
-		if err != nil {
-			d.t.Fatalf("%s: %v", line, err)
-		}
-		switch {
-		case l == "OK\r\n":
-			return out
-		case strings.HasPrefix(l, "ERROR:"):
-			d.t.Fatalf("%s: %s", line, strings.TrimSpace(l))
-		}
-		out = append(out, strings.TrimSuffix(l, "\n"))
-	}
-}
+// do sends one console line and returns the answer's lines before OK.
+func (d *cfkd) do(line string) []string { d.T.Helper(); return d.Do(line) }
 
-// status returns a service's status fields: name state pid start_time
-// stop_time proxy fail_reason running_cmd.
-func (d *cfkd) status(name string) []string {
-	d.t.Helper()
-	out := d.do("command status service " + name)
-	if len(out) != 1 {
-		d.t.Fatalf("status %s: %q", name, out)
-	}
-	return strings.Split(out[0], "\t")
-}
+// status is one service's `command status` fields.
+func (d *cfkd) status(name string) []string { d.T.Helper(); return d.Status(name) }
 
 // waitState waits for a service to reach state and returns its pid.
 func (d *cfkd) waitState(name, state string) int {
-	d.t.Helper()
+	d.T.Helper()
 	var f []string
-	waitFor(d.t, statusWait, name+" "+state, func() bool {
+	waitFor(d.T, statusWait, name+" "+state, func() bool {
 		f = d.status(name)
 		return f[1] == state
 	})
@@ -142,7 +46,7 @@ func (d *cfkd) waitState(name, state string) int {
 
 // proxyStatus returns a proxy's state and pid from proxystatus.
 func (d *cfkd) proxyStatus(name string) (string, int) {
-	d.t.Helper()
+	d.T.Helper()
 	for _, l := range d.do("command proxystatus") {
 		f := strings.Split(l, "\t")
 		if f[0] == name {
@@ -153,22 +57,22 @@ func (d *cfkd) proxyStatus(name string) (string, int) {
 			return f[1], pid
 		}
 	}
-	d.t.Fatalf("no proxy %s in proxystatus", name)
+	d.T.Fatalf("no proxy %s in proxystatus", name)
 	return "", 0
 }
 
 // logged tells whether cfkd.log holds text.
 func (d *cfkd) logged(text string) bool {
-	b, _ := os.ReadFile(filepath.Join(d.home, "cfkd.log"))
+	b, _ := os.ReadFile(filepath.Join(d.Home, "cfkd.log"))
 	return strings.Contains(string(b), text)
 }
 
 // socketAddr is where socket name listens, from `command sockets`.
 func (d *cfkd) socketAddr(name string) string {
-	d.t.Helper()
+	d.T.Helper()
 	out := d.do("command sockets " + name)
 	if len(out) != 1 {
-		d.t.Fatalf("sockets %s: %q", name, out)
+		d.T.Fatalf("sockets %s: %q", name, out)
 	}
 	return strings.Split(out[0], "\t")[1]
 }
@@ -223,8 +127,8 @@ func TestCfkdRunsTheExampleProxy(t *testing.T) {
 			t.Errorf("%s's parent %v (%v), want the proxy %d", svc, f, err, ppid)
 		}
 	}
-	if f, err := procStat(ppid); err != nil || f[1] != strconv.Itoa(d.cmd.Process.Pid) {
-		t.Errorf("proxy's parent %v (%v), want cfkd %d", f, err, d.cmd.Process.Pid)
+	if f, err := procStat(ppid); err != nil || f[1] != strconv.Itoa(d.Cmd.Process.Pid) {
+		t.Errorf("proxy's parent %v (%v), want cfkd %d", f, err, d.Cmd.Process.Pid)
 	}
 	// The workers' stdout, relayed by the proxy as out: lines, in cfkd's log.
 	waitFor(t, statusWait, "the workers' output in cfkd.log", func() bool {
@@ -299,9 +203,9 @@ func TestCfkdShutdownStopsProxyAndWorkers(t *testing.T) {
 	d.do("command start service b")
 	pids := []int{d.waitState("a", "running"), d.waitState("b", "running")}
 	_, ppid := d.proxyStatus("tables")
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-d.done:
+	case <-d.Done():
 	case <-time.After(exitWait):
 		t.Fatal("cfkd did not exit on TERM")
 	}

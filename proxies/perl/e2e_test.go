@@ -5,123 +5,30 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/controlfreak-go/cfk/internal/cfkdtest"
 )
 
-// cfkdBin is the real cfkd, built once in TestMain for the end-to-end
-// tests; cfkdBuildErr says why it could not be.
-var (
-	cfkdBin      string
-	cfkdBuildErr error
-)
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cfk-perlproxy-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	cfkdBin = filepath.Join(dir, "cfkd")
-	if out, err := exec.Command("go", "build", "-o", cfkdBin, "github.com/controlfreak-go/cfk/cmd/cfkd").CombinedOutput(); err != nil {
-		cfkdBuildErr = fmt.Errorf("go build cfkd: %v\n%s", err, out)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// cfkd is a running cfkd and a console connection to it.
-type cfkd struct {
-	t    *testing.T
-	home string
-	cmd  *exec.Cmd
-	done chan struct{}
-	conn net.Conn
-	rd   *bufio.Reader
-}
+// cfkd is the real cfkd under test, run by internal/cfkdtest.
+type cfkd struct{ *cfkdtest.Daemon }
 
 // startCfkd runs cfkd in the foreground on a fresh home with a config.
 func startCfkd(t *testing.T, config string) *cfkd {
 	t.Helper()
-	if cfkdBuildErr != nil {
-		t.Fatal(cfkdBuildErr)
-	}
-	d := &cfkd{t: t, home: t.TempDir(), done: make(chan struct{})}
-	cfg := filepath.Join(d.home, "cfk.conf")
-	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = exec.Command(cfkdBin, "--home", d.home, "-c", cfg)
-	d.cmd.Stdout, d.cmd.Stderr = os.Stderr, os.Stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		if d.conn != nil {
-			d.conn.Close()
-		}
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(waitTimeout):
-			d.cmd.Process.Kill()
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(d.home, "cfkd.log"))
-			t.Logf("cfkd.log:\n%s", b)
-		}
-	})
-	waitFor(t, waitTimeout, "cfkd's console", func() bool {
-		c, err := net.Dial("unix", filepath.Join(d.home, "sock"))
-		if err != nil {
-			return false
-		}
-		d.conn, d.rd = c, bufio.NewReader(c)
-		return true
-	})
-	return d
+	return &cfkd{cfkdtest.Start(t, config)}
 }
 
 // do sends one console line and returns the answer's lines before OK.
-func (d *cfkd) do(line string) []string {
-	d.t.Helper()
-	d.conn.SetDeadline(time.Now().Add(waitTimeout))
-	if _, err := fmt.Fprintf(d.conn, "%s\n", line); err != nil {
-		d.t.Fatal(err)
-	}
-	var out []string
-	for {
-		l, err := d.rd.ReadString('\n')
-		if err != nil {
-			d.t.Fatalf("%q: %v", line, err)
-		}
-		l = strings.TrimRight(l, "\r\n")
-		switch {
-		case l == "OK":
-			return out
-		case strings.HasPrefix(l, "ERROR:"):
-			d.t.Fatalf("%q: %s", line, l)
-		}
-		out = append(out, l)
-	}
-}
+func (d *cfkd) do(line string) []string { d.T.Helper(); return d.Do(line) }
 
 // status is one service's `command status` fields.
-func (d *cfkd) status(name string) []string {
-	d.t.Helper()
-	out := d.do("command status service " + name)
-	if len(out) != 1 {
-		d.t.Fatalf("status: %q", out)
-	}
-	return strings.Split(out[0], "\t")
-}
+func (d *cfkd) status(name string) []string { d.T.Helper(); return d.Status(name) }
 
 // A proxied service runs through cfk-proxy.pl under the real cfkd: its
 // proxy is visible in status, pids and proxystatus, the process tree is
@@ -167,15 +74,15 @@ command start service svc
 	if pp := ppidOf(pid); pp != proxyPid {
 		t.Errorf("worker's parent %d, want the proxy %d", pp, proxyPid)
 	}
-	if pp := ppidOf(proxyPid); pp != d.cmd.Process.Pid {
-		t.Errorf("proxy's parent %d, want cfkd %d", pp, d.cmd.Process.Pid)
+	if pp := ppidOf(proxyPid); pp != d.Cmd.Process.Pid {
+		t.Errorf("proxy's parent %d, want cfkd %d", pp, d.Cmd.Process.Pid)
 	}
 	if got, want := cmdline(pid), "[cfk svc] "+app; got != want {
 		t.Errorf("worker $0 %q, want %q", got, want)
 	}
 	logLine := fmt.Sprintf("%d INFO service.svc.out - worker %d of svc greets hello, preloaded in %d", pid, pid, proxyPid)
 	waitFor(t, waitTimeout, "the worker's line in cfkd.log", func() bool {
-		b, _ := os.ReadFile(filepath.Join(d.home, "cfkd.log"))
+		b, _ := os.ReadFile(filepath.Join(d.Home, "cfkd.log"))
 		return strings.Contains(string(b), logLine)
 	})
 
@@ -267,14 +174,14 @@ command start all
 	ps := d.do("command proxystatus")
 	proxyPid, _ := strconv.Atoi(strings.Split(ps[0], "\t")[2])
 
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-d.done:
+	case <-d.Done():
 	case <-time.After(waitTimeout):
 		t.Fatal("cfkd did not exit")
 	}
-	if d.cmd.ProcessState.ExitCode() != 0 {
-		t.Errorf("cfkd exit code %d", d.cmd.ProcessState.ExitCode())
+	if d.Cmd.ProcessState.ExitCode() != 0 {
+		t.Errorf("cfkd exit code %d", d.Cmd.ProcessState.ExitCode())
 	}
 	for pid := range pids {
 		if alive(pid) {

@@ -1,154 +1,43 @@
 package pythonproxy_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/controlfreak-go/cfk/internal/cfkdtest"
 )
 
-// cfkdBin is cfkd built for the end-to-end tests, or "" when it does not
-// build (it is edited by others; then those tests skip and say why).
-var (
-	cfkdBin      string
-	cfkdBuildErr string
-)
+// cfkd is the real cfkd under test, run by internal/cfkdtest.
+type cfkd struct{ *cfkdtest.Daemon }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cfk-python-proxy-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin := filepath.Join(dir, "cfkd")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/controlfreak-go/cfk/cmd/cfkd").CombinedOutput()
-	if err != nil {
-		cfkdBuildErr = fmt.Sprintf("%v\n%s", err, out)
-	} else {
-		cfkdBin = bin
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// cfkd is a running cfkd and a console connection to it.
-type cfkd struct {
-	t    *testing.T
-	home string
-	cmd  *exec.Cmd
-	conn net.Conn
-	r    *bufio.Reader
-	done chan struct{}
-}
-
-// startCfkd runs cfkd in the foreground with config loaded at start.
+// startCfkd runs cfkd in the foreground on a fresh home with a config.
 func startCfkd(t *testing.T, config string) *cfkd {
 	t.Helper()
-	if cfkdBin == "" {
-		t.Skipf("cfkd does not build: %s", cfkdBuildErr)
-	}
-	home := t.TempDir()
-	cfg := filepath.Join(home, "test.conf")
-	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := &cfkd{t: t, home: home, done: make(chan struct{})}
-	d.cmd = exec.Command(cfkdBin, "--home", home, "-c", cfg)
-	d.cmd.Stderr = os.Stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		if d.conn != nil {
-			d.conn.Close()
-		}
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(proxyStopLimit):
-			t.Errorf("cfkd did not stop on TERM")
-			d.cmd.Process.Kill()
-			<-d.done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(home, "cfkd.log"))
-			t.Logf("cfkd.log:\n%s", b)
-		}
-	})
-	sock := filepath.Join(home, "sock")
-	deadline := time.Now().Add(waitLong)
-	for {
-		c, err := net.Dial("unix", sock)
-		if err == nil {
-			d.conn, d.r = c, bufio.NewReader(c)
-			break
-		}
-		select {
-		case <-d.done:
-			t.Fatalf("cfkd exited: %v", d.cmd.ProcessState)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cfkd's console: %v", err)
-		}
-		time.Sleep(pollEvery)
-	}
-	return d
+	return &cfkd{cfkdtest.Start(t, config)}
 }
 
-// do sends one console line and returns the output lines before OK.
-func (d *cfkd) do(line string) []string {
-	d.t.Helper()
-	d.conn.SetDeadline(time.Now().Add(waitLong))
-	if _, err := io.WriteString(d.conn, line+"\n"); err != nil {
-		d.t.Fatalf("%s: %v", line, err)
-	}
-	var out []string
-	for {
-		l, err := d.r.ReadString('\n')
-		if err != nil {
-			d.t.Fatalf("%s: %v", line, err)
-		}
-		switch {
-		case l == "OK\r\n":
-			return out
-		case strings.HasPrefix(l, "ERROR:"):
-			d.t.Fatalf("%s: %s", line, strings.TrimSpace(l))
-		}
-		out = append(out, strings.TrimSuffix(l, "\n"))
-	}
-}
+// do sends one console line and returns the answer's lines before OK.
+func (d *cfkd) do(line string) []string { d.T.Helper(); return d.Do(line) }
 
-// status returns the fields of a service's status line: name state pid
-// start_time stop_time proxy fail_reason running_cmd.
-func (d *cfkd) status(name string) []string {
-	d.t.Helper()
-	out := d.do("command status service " + name)
-	if len(out) != 1 {
-		d.t.Fatalf("status %s: %q", name, out)
-	}
-	return strings.Split(out[0], "\t")
-}
+// status is one service's `command status` fields.
+func (d *cfkd) status(name string) []string { d.T.Helper(); return d.Status(name) }
 
 // waitUp waits for a service to be starting or running with a pid that is
 // not old, and returns the pid. (startwait_secs is long in these tests, so
 // that a slow machine does not fail the proxy's first start; nothing here
 // needs the service to be past it.)
 func (d *cfkd) waitUp(name string, old int) int {
-	d.t.Helper()
+	d.T.Helper()
 	deadline := time.Now().Add(waitLong)
 	for {
 		f := d.status(name)
@@ -157,7 +46,7 @@ func (d *cfkd) waitUp(name string, old int) int {
 			return pid
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("%s is not up: %q", name, f)
+			d.T.Fatalf("%s is not up: %q", name, f)
 		}
 		time.Sleep(pollEvery)
 	}
@@ -165,7 +54,7 @@ func (d *cfkd) waitUp(name string, old int) int {
 
 // waitState waits for a service to reach state and returns its pid.
 func (d *cfkd) waitState(name, state string) int {
-	d.t.Helper()
+	d.T.Helper()
 	deadline := time.Now().Add(waitLong)
 	for {
 		f := d.status(name)
@@ -174,7 +63,7 @@ func (d *cfkd) waitState(name, state string) int {
 			return pid
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("%s is %s, not %s: %q", name, f[1], state, f)
+			d.T.Fatalf("%s is %s, not %s: %q", name, f[1], state, f)
 		}
 		time.Sleep(pollEvery)
 	}
@@ -182,7 +71,7 @@ func (d *cfkd) waitState(name, state string) int {
 
 // proxyStatus returns a proxy's state and pid from proxystatus.
 func (d *cfkd) proxyStatus(name string) (string, int) {
-	d.t.Helper()
+	d.T.Helper()
 	for _, l := range d.do("command proxystatus") {
 		f := strings.Split(l, "\t")
 		if f[0] == name {
@@ -193,20 +82,20 @@ func (d *cfkd) proxyStatus(name string) (string, int) {
 			return f[1], pid
 		}
 	}
-	d.t.Fatalf("no proxy %s in proxystatus", name)
+	d.T.Fatalf("no proxy %s in proxystatus", name)
 	return "", 0
 }
 
 func (d *cfkd) waitLogged(text string) {
-	d.t.Helper()
+	d.T.Helper()
 	deadline := time.Now().Add(waitLong)
 	for {
-		b, _ := os.ReadFile(filepath.Join(d.home, "cfkd.log"))
+		b, _ := os.ReadFile(filepath.Join(d.Home, "cfkd.log"))
 		if strings.Contains(string(b), text) {
 			return
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("cfkd.log never said %q", text)
+			d.T.Fatalf("cfkd.log never said %q", text)
 		}
 		time.Sleep(pollEvery)
 	}
@@ -269,8 +158,8 @@ func testCfkdRunsPythonProxy(t *testing.T, py string) {
 	if parent, _, _ := procStat(t, pid); parent != ppid {
 		t.Errorf("worker's parent %d, want the proxy %d", parent, ppid)
 	}
-	if parent, _, _ := procStat(t, ppid); parent != d.cmd.Process.Pid {
-		t.Errorf("proxy's parent %d, want cfkd %d", parent, d.cmd.Process.Pid)
+	if parent, _, _ := procStat(t, ppid); parent != d.Cmd.Process.Pid {
+		t.Errorf("proxy's parent %d, want cfkd %d", parent, d.Cmd.Process.Pid)
 	}
 	d.waitLogged(fmt.Sprintf("ready %d", pid)) // its stdout, relayed by the proxy
 

@@ -114,6 +114,9 @@ func testOutput(t *testing.T, py string) {
 	pid := h.start("w", "cfktestapp:output", nil)
 	h.waitStopped("w", pid)
 	h.waitLog("err:w:oops")
+	// stdout and stderr are separate pipes: stdout's last line may come
+	// after stderr's.
+	h.waitLog("out:w:partial")
 	out := h.lines("out", "w")
 	if len(out) < 4 || out[0] != "one" || out[1] != "two" || out[2] != "" || out[len(out)-1] != "partial" {
 		t.Fatalf("stdout lines %.60q", out)
