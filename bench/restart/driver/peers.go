@@ -25,9 +25,6 @@ type pool interface {
 	// (at once for a signal). The text is whatever the command printed.
 	restart() (string, error)
 	down()
-	// root is the peer's top process: cfkd, supervisord, start_server or
-	// gunicorn's master.
-	root() int
 }
 
 // peerCase is one row of the report: a peer and the way it restarts.
@@ -56,17 +53,17 @@ var cases = []peerCase{
 // cfkdPool is n services of the Go example worker on one cfkd socket
 // (`sockets=web`), restarted with cfkctl's rolling restart.
 type cfkdPool struct {
-	o      *options
-	dir    string
-	batch  int
+	o     *options
+	dir   string
+	batch int
 	// gunicorn: each service is `gunicorn --workers 1` with the WSGI app,
 	// instead of the Go worker: a program of another language that knows
 	// nothing of cfkd but systemd's LISTEN_FDS, and drains on TERM.
 	gunicorn bool
-	d      *child
-	addr   string
-	target string
-	cl     *console.Client
+	d        *child
+	addr     string
+	target   string
+	cl       *console.Client
 }
 
 func (p *cfkdPool) up(n int) error {
@@ -125,8 +122,6 @@ func (p *cfkdPool) up(n int) error {
 	p.target = "http://" + strings.Split(b[0], "\t")[1] + "/"
 	return waitWorkers(p, n)
 }
-
-func (p *cfkdPool) root() int { return p.d.pid() }
 
 func (p *cfkdPool) url() string { return p.target }
 
@@ -223,8 +218,6 @@ stdout_logfile=%[1]s/%%(program_name)s_%%(process_num)02d.log
 	return waitWorkers(p, n)
 }
 
-func (p *supervisordPool) root() int { return p.d.pid() }
-
 func (p *supervisordPool) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", p.port) }
 
 func (p *supervisordPool) workers() []int { return withExe(descendants(p.d.pid()), p.o.worker) }
@@ -290,8 +283,6 @@ func (p *starterPool) up(n int) error {
 	return waitWorkers(p, n)
 }
 
-func (p *starterPool) root() int { return p.d.pid() }
-
 func (p *starterPool) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", p.port) }
 
 func (p *starterPool) workers() []int {
@@ -354,8 +345,6 @@ func (p *gunicornPool) up(n int) error {
 	p.d = d
 	return waitWorkers(p, n)
 }
-
-func (p *gunicornPool) root() int { return p.d.pid() }
 
 func (p *gunicornPool) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", p.port) }
 

@@ -207,77 +207,66 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// machineBusy is the CPU time the whole machine has spent not idle (user,
-// nice, system, irq, softirq, steal), from the first line of /proc/stat.
-func machineBusy() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
+// otherCPU is the CPU time used so far by the user-space processes that
+// are not the benchmark's (neither the driver nor any process below it),
+// counting for each its own time and that of the children it reaped: a
+// process that exits within a window then still counts, in its reaper's
+// sum. Kernel threads are left out. The difference of two readings is
+// what the rest of the machine took while a measurement ran.
+func otherCPU() time.Duration {
+	self := os.Getpid()
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	type entry struct {
+		ppid int
+		cpu  time.Duration
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0
+	procs := make(map[int]entry, len(dirs))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(d + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 15 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		var ticks int64
+		for j := 11; j <= 14; j++ { // utime, stime, cutime, cstime
+			n, _ := strconv.ParseInt(f[j], 10, 64)
+			ticks += n
+		}
+		procs[pid] = entry{ppid, time.Duration(ticks) * 10 * time.Millisecond}
 	}
-	var ticks int64
-	for _, i := range []int{1, 2, 3, 6, 7, 8} {
-		n, _ := strconv.ParseInt(f[i], 10, 64)
-		ticks += n
-	}
-	return time.Duration(ticks) * clockTick
-}
-
-// clockTick is USER_HZ, the unit of /proc's CPU times.
-const clockTick = 10 * time.Millisecond
-
-// driverCPU is the CPU time of the driver and of its reaped children
-// (wrk, cfkctl, supervisorctl, start_server --restart).
-func driverCPU() time.Duration {
 	var sum time.Duration
-	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
-		var ru syscall.Rusage
-		if syscall.Getrusage(who, &ru) == nil {
-			sum += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	for pid, e := range procs {
+		if pid == 2 || e.ppid == 2 { // kthreadd and the kernel threads
+			continue
+		}
+		ours := false
+		for p, hops := pid, 0; p > 1 && hops < 64; hops++ {
+			if p == self {
+				ours = true
+				break
+			}
+			next, ok := procs[p]
+			if !ok {
+				break
+			}
+			p = next.ppid
+		}
+		if !ours {
+			sum += e.cpu
 		}
 	}
 	return sum
-}
-
-// treeCPU is the CPU time of a peer's whole process tree: the root's own
-// and its reaped children's (utime, stime, cutime, cstime), plus each
-// live descendant's own. A worker that exits moves from the second sum
-// to its parent's cutime, so the total stays right across a restart.
-func treeCPU(root int) time.Duration {
-	sum := statCPU(root, true)
-	for _, pid := range descendants(root) {
-		sum += statCPU(pid, false)
-	}
-	return sum
-}
-
-// statCPU reads utime+stime (and cutime+cstime with reaped) of pid.
-func statCPU(pid int, reaped bool) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 15 {
-		return 0
-	}
-	last := 12
-	if reaped {
-		last = 14
-	}
-	var ticks int64
-	for j := 11; j <= last; j++ {
-		n, _ := strconv.ParseInt(f[j], 10, 64)
-		ticks += n
-	}
-	return time.Duration(ticks) * clockTick
 }

@@ -16,8 +16,8 @@ type trial struct {
 	probeErrs int
 	output    string // what the restart command printed
 	cmdErr    error
-	// otherCPU is the share of the machine (0..1) that processes other
-	// than the benchmark's used during the wrk run.
+	// otherCPU is the share of the machine (0..1) that user processes
+	// other than the benchmark's used during the wrk run.
 	otherCPU float64
 }
 
@@ -42,7 +42,7 @@ func measure(p pool, o *options, n int, wrkDur time.Duration) (trial, error) {
 	for _, pid := range old {
 		isOld[pid] = true
 	}
-	busy0, ours0, self0, start := machineBusy(), treeCPU(p.root()), driverCPU(), time.Now()
+	others0, start := otherCPU(), time.Now()
 	w, err := startWrk(o.wrkThreads, o.wrkConns, wrkDur, p.url())
 	if err != nil {
 		return t, err
@@ -115,8 +115,6 @@ func measure(p pool, o *options, n int, wrkDur time.Duration) (trial, error) {
 	if err != nil {
 		return t, err
 	}
-	busy1, ours1, self1 := machineBusy(), treeCPU(p.root()), driverCPU()
-	other := (busy1 - busy0) - (ours1 - ours0) - (self1 - self0)
-	t.otherCPU = float64(other) / (float64(time.Since(start)) * float64(runtime.NumCPU()))
+	t.otherCPU = float64(otherCPU()-others0) / (float64(time.Since(start)) * float64(runtime.NumCPU()))
 	return t, nil
 }

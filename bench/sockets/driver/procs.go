@@ -151,41 +151,65 @@ func waitFor(timeout, step time.Duration, cond func() bool) bool {
 	}
 }
 
-// machineBusy is the CPU time the whole machine has spent not idle (user,
-// nice, system, irq, softirq, steal), from the first line of /proc/stat.
-func machineBusy() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
+// otherCPU is the CPU time used so far by the user-space processes that
+// are not the benchmark's (neither the driver nor any process below it),
+// counting for each its own time and that of the children it reaped: a
+// process that exits within a window then still counts, in its reaper's
+// sum. Kernel threads are left out. The difference of two readings is
+// what the rest of the machine took while a measurement ran.
+func otherCPU() time.Duration {
+	self := os.Getpid()
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	type entry struct {
+		ppid int
+		cpu  time.Duration
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0
+	procs := make(map[int]entry, len(dirs))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(d + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 15 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		var ticks int64
+		for j := 11; j <= 14; j++ { // utime, stime, cutime, cstime
+			n, _ := strconv.ParseInt(f[j], 10, 64)
+			ticks += n
+		}
+		procs[pid] = entry{ppid, time.Duration(ticks) * 10 * time.Millisecond}
 	}
-	var ticks int64
-	for _, i := range []int{1, 2, 3, 6, 7, 8} {
-		n, _ := strconv.ParseInt(f[i], 10, 64)
-		ticks += n
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond
-}
-
-// selfCPU is the CPU time the driver itself has used.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// treeCPU sums the CPU time of the given processes.
-func treeCPU(pids []int) time.Duration {
 	var sum time.Duration
-	for _, pid := range pids {
-		if t, err := cpuTime(pid); err == nil {
-			sum += t
+	for pid, e := range procs {
+		if pid == 2 || e.ppid == 2 { // kthreadd and the kernel threads
+			continue
+		}
+		ours := false
+		for p, hops := pid, 0; p > 1 && hops < 64; hops++ {
+			if p == self {
+				ours = true
+				break
+			}
+			next, ok := procs[p]
+			if !ok {
+				break
+			}
+			p = next.ppid
+		}
+		if !ours {
+			sum += e.cpu
 		}
 	}
 	return sum

@@ -22,9 +22,8 @@ type pool struct {
 type runSample struct {
 	wrk       wrkResult
 	parentCPU time.Duration
-	// otherCPU is the share of the machine (0..1) that processes other
-	// than ours used during the run: the machine's busy time minus the
-	// CPU time of wrk, both pools, and the driver.
+	// otherCPU is the share of the machine (0..1) that user processes
+	// other than the benchmark's used during the run.
 	otherCPU float64
 }
 
@@ -32,7 +31,6 @@ type throughputResult struct {
 	pools   [2]pool
 	samples [2][]runSample
 	served  [2]int // distinct worker pids seen answering before the runs
-	ours    int    // processes of ours (both parents and their workers)
 	wrkArgs string
 }
 
@@ -91,11 +89,6 @@ func throughput(o options) (*throughputResult, error) {
 		},
 		wrkArgs: fmt.Sprintf("wrk -t%d -c%d -d%ds --latency", o.wrkThreads, o.wrkConns, int(o.wrkDur.Seconds())),
 	}
-	// Every process of ours, to tell the rest of the machine's CPU use.
-	ours := []int{c.proc.pid(), l.pid()}
-	ours = append(ours, childrenOf(c.proc.pid())...)
-	ours = append(ours, childrenOf(l.pid())...)
-	r.ours = len(ours)
 	for i, p := range r.pools {
 		n, err := distinctWorkers(p.url, o.workers, 10*time.Second)
 		if err != nil {
@@ -115,15 +108,14 @@ func throughput(o options) (*throughputResult, error) {
 		for _, i := range order {
 			p := r.pools[i]
 			before, _ := cpuTime(p.pid)
-			busy0, ours0, self0, t0 := machineBusy(), treeCPU(ours), selfCPU(), time.Now()
+			others0, t0 := otherCPU(), time.Now()
 			w, out, err := runWrk(o.wrkThreads, o.wrkConns, o.wrkDur, p.url)
 			if err != nil {
 				return nil, fmt.Errorf("%v\n%s", err, out)
 			}
-			busy1, ours1, self1, t1 := machineBusy(), treeCPU(ours), selfCPU(), time.Now()
+			others1, t1 := otherCPU(), time.Now()
 			after, _ := cpuTime(p.pid)
-			other := (busy1 - busy0) - (ours1 - ours0) - (self1 - self0) - w.cpu
-			share := float64(other) / (float64(t1.Sub(t0)) * float64(runtime.NumCPU()))
+			share := float64(others1-others0) / (float64(t1.Sub(t0)) * float64(runtime.NumCPU()))
 			r.samples[i] = append(r.samples[i], runSample{wrk: w, parentCPU: after - before, otherCPU: share})
 			logf("throughput round %d %s: %.0f req/s, p99 %v, errors %d, parent CPU %v, other processes %.0f%% of the machine",
 				round+1, p.name, w.rps, w.p99, w.errors(), after-before, 100*share)

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -18,7 +17,6 @@ type wrkResult struct {
 	p50, p99 time.Duration
 	// Socket errors and non-2xx/3xx answers.
 	connect, read, write, timeout, non2xx int64
-	cpu                                   time.Duration // wrk's own CPU time
 }
 
 func (r wrkResult) errors() int64 {
@@ -29,15 +27,11 @@ func (r wrkResult) errors() int64 {
 func runWrk(threads, conns int, dur time.Duration, url string) (wrkResult, string, error) {
 	args := []string{fmt.Sprintf("-t%d", threads), fmt.Sprintf("-c%d", conns),
 		fmt.Sprintf("-d%ds", int(dur.Seconds())), "--latency", url}
-	cmd := exec.Command("wrk", args...)
-	out, err := cmd.CombinedOutput()
+	out, err := exec.Command("wrk", args...).CombinedOutput()
 	if err != nil {
 		return wrkResult{}, string(out), fmt.Errorf("wrk %s: %w", strings.Join(args, " "), err)
 	}
 	r, err := parseWrk(string(out))
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
 	return r, string(out), err
 }
 
