@@ -271,8 +271,19 @@ def application(environ, start_response):
 	const n = 3
 	cmd := jsonCmd(gunicorn, "--workers", "1", "--chdir", dir, "app:application")
 	services, names := pool("g", n, cmd, "sockets=web")
+	// gunicorn says READY=1 on NOTIFY_SOCKET once its arbiter is up:
+	// with ready=notify that, not a timer, makes it running.
+	for _, name := range names {
+		services += fmt.Sprintf("service %s ready=notify\nservice %s startwait_secs=30\n", name, name)
+	}
 	d := startCfkd(t, tcpSocket("web")+services+"command start tag pool\n", nil)
 	arbiters := d.waitRunning(names...)
+	for _, name := range names {
+		line := d.must("command status service " + name)[0]
+		if f := strings.Split(line, "\t"); len(f) < 9 || f[8] != "Gunicorn arbiter booted" {
+			t.Errorf("%s: gunicorn's STATUS= did not reach cfkd: %q", name, line)
+		}
+	}
 	addr := d.tcpAddr("web")
 
 	// Each gunicorn is an arbiter that forks its worker; the worker
