@@ -77,7 +77,7 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	o.rounds = envInt("ROUNDS", 6)
+	o.rounds = envInt("ROUNDS", 5)
 	o.quietPct = envInt("QUIET_PCT", 10)
 	o.wrkThreads = envInt("WRK_THREADS", 2)
 	o.wrkConns = envInt("WRK_CONNS", 32)

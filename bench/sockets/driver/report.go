@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -16,46 +17,16 @@ type report struct {
 func (r *report) write(w io.Writer) {
 	if t := r.throughput; t != nil {
 		fmt.Fprintf(w, "### Throughput: %d workers behind a cfkd socket vs the same %d started by hand on one socket\n\n", r.opts.workers, r.opts.workers)
-		fmt.Fprintf(w, "`%s`, rounds alternate (ABBA); workers seen answering before the runs: cfkd %d, by hand %d. "+
-			"\"Others\" is the share of the machine that processes other than the benchmark's used during the run; "+
-			"a round is quiet when both runs had under %d%%.\n\n",
-			t.wrkArgs, t.served[0], t.served[1], r.opts.quietPct)
-		fmt.Fprintln(w, "| round | cfkd req/s | by hand req/s | cfkd / by hand | cfkd p99 | by hand p99 | others (cfkd run / by-hand run) | cfkd's CPU in its run | launcher's CPU in its run |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-		var a, b, ratios, ap99, bp99, qa, qb, qratios []float64
-		var errs [2]int64
-		for i := range t.samples[0] {
-			x, y := t.samples[0][i], t.samples[1][i]
-			ratio := x.wrk.rps / y.wrk.rps
-			a, b, ratios = append(a, x.wrk.rps), append(b, y.wrk.rps), append(ratios, ratio)
-			ap99, bp99 = append(ap99, ms(x.wrk.p99)), append(bp99, ms(y.wrk.p99))
-			errs[0] += x.wrk.errors()
-			errs[1] += y.wrk.errors()
-			quiet := 100*x.otherCPU < float64(r.opts.quietPct) && 100*y.otherCPU < float64(r.opts.quietPct)
-			mark := ""
-			if quiet {
-				qa, qb, qratios = append(qa, x.wrk.rps), append(qb, y.wrk.rps), append(qratios, ratio)
-			} else {
-				mark = " (busy)"
-			}
-			fmt.Fprintf(w, "| %d%s | %.0f | %.0f | %.3f | %.2f ms | %.2f ms | %.0f%% / %.0f%% | %v | %v |\n", i+1, mark,
-				x.wrk.rps, y.wrk.rps, ratio, ms(x.wrk.p99), ms(y.wrk.p99), 100*x.otherCPU, 100*y.otherCPU,
-				x.parentCPU, y.parentCPU)
+		fmt.Fprintf(w, "`%s`, %d rounds; both pools started afresh every round, the order alternates (ABBA). "+
+			"Workers seen answering before the runs: cfkd %s, by hand %s. "+
+			"Connections per worker: how wrk's keep-alive connections fell on the %d workers (read mid-run with ss). "+
+			"Others: the share of the machine that processes other than the benchmark's used during the run; "+
+			"a round is quiet when both runs had under %d%%. "+
+			"cfkd's and the launcher's CPU: what the parent used while its pool served (ticks of 10 ms).\n\n",
+			t.wrkArgs, len(t.served[0]), ints(t.served[0]), ints(t.served[1]), r.opts.workers, r.opts.quietPct)
+		for m, mode := range loadModes {
+			r.throughputTable(w, mode, t.samples[m])
 		}
-		fmt.Fprintf(w, "| **median, all** | **%.0f** | **%.0f** | **%.3f** | %.2f ms | %.2f ms | | | |\n",
-			median(a), median(b), median(ratios), median(ap99), median(bp99))
-		if len(qratios) > 0 {
-			fmt.Fprintf(w, "| **median, %d quiet** | **%.0f** | **%.0f** | **%.3f** | | | | | |\n",
-				len(qratios), median(qa), median(qb), median(qratios))
-		}
-		fmt.Fprintln(w)
-		fmt.Fprintf(w, "Ratio of the medians (cfkd / by hand), target ≥ 0.98: **%.3f** over all %d rounds", median(a)/median(b), len(a))
-		if len(qratios) > 0 {
-			fmt.Fprintf(w, ", **%.3f** over the %d quiet ones", median(qa)/median(qb), len(qratios))
-		} else {
-			fmt.Fprintf(w, " (no quiet round: the figures are not worth much)")
-		}
-		fmt.Fprintf(w, ". wrk errors: cfkd %d, by hand %d.\n\n", errs[0], errs[1])
 	}
 	if rs := r.respawn; rs != nil {
 		fmt.Fprintf(w, "### Respawn after SIGKILL: marker start time minus kill time (ms), %d kills each\n\n", len(rs.latencies[0]))
@@ -74,4 +45,54 @@ func (r *report) write(w io.Writer) {
 			"`sockets=` minus no socket: %.3f ms.\n\n", med[2]-med[1], med[2]-med[0])
 	}
 	fmt.Fprintf(w, "Driver time: %v.\n", time.Since(r.started).Round(time.Second))
+}
+
+// ints joins small counts with commas.
+func ints(xs []int) string {
+	var s []string
+	for _, x := range xs {
+		s = append(s, fmt.Sprint(x))
+	}
+	return strings.Join(s, ",")
+}
+
+func (r *report) throughputTable(w io.Writer, mode loadMode, samples [2][]runSample) {
+	fmt.Fprintf(w, "#### %s\n\n", mode.name)
+	fmt.Fprintln(w, "| round | cfkd req/s | by hand req/s | cfkd / by hand | cfkd p99 | by hand p99 | connections per worker (cfkd / by hand) | others | cfkd's CPU | launcher's CPU |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+	var a, b, ratios, ap99, bp99, qa, qb, qratios []float64
+	var errs [2]int64
+	for i := range samples[0] {
+		x, y := samples[0][i], samples[1][i]
+		ratio := x.wrk.rps / y.wrk.rps
+		a, b, ratios = append(a, x.wrk.rps), append(b, y.wrk.rps), append(ratios, ratio)
+		ap99, bp99 = append(ap99, ms(x.wrk.p99)), append(bp99, ms(y.wrk.p99))
+		errs[0] += x.wrk.errors()
+		errs[1] += y.wrk.errors()
+		quiet := 100*x.otherCPU < float64(r.opts.quietPct) && 100*y.otherCPU < float64(r.opts.quietPct)
+		mark := ""
+		if quiet {
+			qa, qb, qratios = append(qa, x.wrk.rps), append(qb, y.wrk.rps), append(qratios, ratio)
+		} else {
+			mark = " (busy)"
+		}
+		fmt.Fprintf(w, "| %d%s | %.0f | %.0f | %.3f | %.2f ms | %.2f ms | %s / %s | %.0f%% / %.0f%% | %v | %v |\n", i+1, mark,
+			x.wrk.rps, y.wrk.rps, ratio, ms(x.wrk.p99), ms(y.wrk.p99), x.spread, y.spread,
+			100*x.otherCPU, 100*y.otherCPU, x.parentCPU, y.parentCPU)
+	}
+	fmt.Fprintf(w, "| **median, all** | **%.0f** | **%.0f** | **%.3f** | %.2f ms | %.2f ms | | | | |\n",
+		median(a), median(b), median(ratios), median(ap99), median(bp99))
+	if len(qratios) > 0 && len(qratios) < len(ratios) {
+		fmt.Fprintf(w, "| **median, %d quiet** | **%.0f** | **%.0f** | **%.3f** | | | | | | |\n",
+			len(qratios), median(qa), median(qb), median(qratios))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Ratio of the medians (cfkd / by hand), target ≥ 0.98: **%.3f** over all %d rounds", median(a)/median(b), len(a))
+	switch {
+	case len(qratios) == 0:
+		fmt.Fprintf(w, " (no quiet round: the figures are not worth much)")
+	case len(qratios) < len(ratios):
+		fmt.Fprintf(w, ", **%.3f** over the %d quiet ones", median(qa)/median(qb), len(qratios))
+	}
+	fmt.Fprintf(w, ". wrk errors: cfkd %d, by hand %d.\n\n", errs[0], errs[1])
 }

@@ -5,8 +5,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -15,38 +18,138 @@ import (
 type pool struct {
 	name string
 	url  string
+	port string
 	pid  int // the process whose CPU is watched: cfkd, or the launcher
+	stop func()
 }
 
-// runSample is one wrk run against one pool, and the CPU its parent used.
+// runSample is one wrk run against one pool.
 type runSample struct {
 	wrk       wrkResult
 	parentCPU time.Duration
 	// otherCPU is the share of the machine (0..1) that user processes
 	// other than the benchmark's used during the run.
 	otherCPU float64
+	// spread is how wrk's keep-alive connections fell on the workers,
+	// most loaded first ("16+16+0+0"), read in the middle of the run.
+	spread string
+}
+
+// A load mode is how wrk treats its connections.
+type loadMode struct {
+	name       string
+	closeConns bool
+}
+
+var loadModes = []loadMode{
+	{"keep-alive (wrk's default)", false},
+	{"`-H \"Connection: close\"` (a new connection per request)", true},
 }
 
 type throughputResult struct {
-	pools   [2]pool
-	samples [2][]runSample
-	served  [2]int // distinct worker pids seen answering before the runs
+	samples [][2][]runSample // per load mode, per pool
+	served  [2][]int         // distinct worker pids seen answering, per round
 	wrkArgs string
 }
 
-// throughput starts 4 workers under cfkd and 4 by hand, then measures
-// both with wrk in alternating rounds (ABBA order, so a drift of the
-// machine weighs on both alike).
+// throughput measures, o.rounds times, a fresh pool of workers under cfkd
+// and a fresh pool started by hand, one after the other (ABBA order over
+// the rounds, so a drift of the machine weighs on both alike).
+//
+// Fresh pools every round, because wrk's connections are keep-alive: the
+// way its 32 connections fall on the 4 workers when it connects decides
+// the run (a pool whose connections crowd on two workers does more
+// requests a second on two cores than one spread evenly), and that
+// spread tends to repeat for the same processes, round after round.
 func throughput(o options) (*throughputResult, error) {
-	dir := filepath.Join(o.work, "throughput")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+	r := &throughputResult{
+		samples: make([][2][]runSample, len(loadModes)),
+		wrkArgs: fmt.Sprintf("wrk -t%d -c%d -d%ds --latency", o.wrkThreads, o.wrkConns, int(o.wrkDur.Seconds())),
 	}
+	for round := 0; round < o.rounds; round++ {
+		dir := filepath.Join(o.work, fmt.Sprintf("throughput-%d", round+1))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		pools := [2]*pool{}
+		var err error
+		if pools[0], err = cfkdPool(o, dir); err != nil {
+			return nil, err
+		}
+		if pools[1], err = handPool(o, dir); err != nil {
+			pools[0].stop()
+			return nil, err
+		}
+		err = r.round(o, round, pools)
+		pools[0].stop()
+		pools[1].stop()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (r *throughputResult) round(o options, round int, pools [2]*pool) error {
+	for i, p := range pools {
+		n, err := distinctWorkers(p.url, o.workers, 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("%s pool: %w", p.name, err)
+		}
+		r.served[i] = append(r.served[i], n)
+		// Warm-up: Go's runtime and the kernel's caches, not recorded.
+		if _, out, err := runWrk(o.wrkThreads, o.wrkConns, time.Second, p.url, false); err != nil {
+			return fmt.Errorf("%v\n%s", err, out)
+		}
+	}
+	order := []int{0, 1}
+	if round%2 == 1 {
+		order = []int{1, 0}
+	}
+	for m, mode := range loadModes {
+		for _, i := range order {
+			if err := r.run(o, round, m, mode, i, pools[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// run is one wrk run of one load mode against one pool.
+func (r *throughputResult) run(o options, round, m int, mode loadMode, i int, p *pool) error {
+	before, _ := cpuTime(p.pid)
+	others0, t0 := otherCPU(), time.Now()
+	spread := make(chan string, 1)
+	go func() {
+		if mode.closeConns {
+			spread <- "—" // connections live for one request
+			return
+		}
+		time.Sleep(o.wrkDur / 2)
+		spread <- connSpread(p.port, o.workers)
+	}()
+	w, out, err := runWrk(o.wrkThreads, o.wrkConns, o.wrkDur, p.url, mode.closeConns)
+	if err != nil {
+		return fmt.Errorf("%v\n%s", err, out)
+	}
+	others1, t1 := otherCPU(), time.Now()
+	after, _ := cpuTime(p.pid)
+	share := float64(others1-others0) / (float64(t1.Sub(t0)) * float64(runtime.NumCPU()))
+	s := runSample{wrk: w, parentCPU: after - before, otherCPU: share, spread: <-spread}
+	r.samples[m][i] = append(r.samples[m][i], s)
+	logf("throughput round %d, %s, %s: %.0f req/s, p99 %v, errors %d, connections per worker %s, parent CPU %v, other processes %.0f%% of the machine",
+		round+1, mode.name, p.name, w.rps, w.p99, w.errors(), s.spread, s.parentCPU, 100*share)
+	return nil
+}
+
+// cfkdPool starts a cfkd with o.workers services of the worker on one
+// socket.
+func cfkdPool(o options, dir string) (*pool, error) {
 	c, err := startCfkd(o.cfkd, filepath.Join(dir, "cfkd"))
 	if err != nil {
 		return nil, err
 	}
-	defer c.shutdown()
 	lines := []string{"socket web host=127.0.0.1", "socket web service=0", "command bind web"}
 	for i := 1; i <= o.workers; i++ {
 		s := fmt.Sprintf("w%d", i)
@@ -58,13 +161,20 @@ func throughput(o options) (*throughputResult, error) {
 	}
 	lines = append(lines, "command start tag web")
 	if _, err := c.do(lines...); err != nil {
+		c.shutdown()
 		return nil, err
 	}
 	addr, err := c.socketAddr("web")
 	if err != nil {
+		c.shutdown()
 		return nil, err
 	}
+	_, port, _ := strings.Cut(addr, ":")
+	return &pool{name: "cfkd", url: "http://" + addr + "/", port: port, pid: c.proc.pid(), stop: c.shutdown}, nil
+}
 
+// handPool starts the by-hand launcher (this program with -launch).
+func handPool(o options, dir string) (*pool, error) {
 	addrFile := filepath.Join(dir, "byhand.addr")
 	self, _ := os.Executable()
 	l, err := start(filepath.Join(dir, "byhand.out"), nil, self, "-launch", "-worker", o.worker,
@@ -72,56 +182,48 @@ func throughput(o options) (*throughputResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer l.stop(10 * time.Second)
-	var handAddr string
+	var addr string
 	if !waitFor(10*time.Second, 10*time.Millisecond, func() bool {
 		b, err := os.ReadFile(addrFile)
-		handAddr = strings.TrimSpace(string(b))
+		addr = strings.TrimSpace(string(b))
 		return err == nil
 	}) {
+		l.stop(time.Second)
 		return nil, fmt.Errorf("the by-hand launcher did not bind (see %s/byhand.out)", dir)
 	}
+	_, port, _ := strings.Cut(addr, ":")
+	return &pool{name: "by hand", url: "http://" + addr + "/", port: port, pid: l.pid(),
+		stop: func() { l.stop(10 * time.Second) }}, nil
+}
 
-	r := &throughputResult{
-		pools: [2]pool{
-			{name: "cfkd", url: "http://" + addr + "/", pid: c.proc.pid()},
-			{name: "by hand", url: "http://" + handAddr + "/", pid: l.pid()},
-		},
-		wrkArgs: fmt.Sprintf("wrk -t%d -c%d -d%ds --latency", o.wrkThreads, o.wrkConns, int(o.wrkDur.Seconds())),
+// connSpread counts the established connections on the pool's port per
+// process that holds them (ss -tnp), most first, padded with zeros to n
+// workers.
+func connSpread(port string, n int) string {
+	out, err := exec.Command("ss", "-tnpH", "state", "established", "( sport = :"+port+" )").Output()
+	if err != nil {
+		return "?"
 	}
-	for i, p := range r.pools {
-		n, err := distinctWorkers(p.url, o.workers, 10*time.Second)
-		if err != nil {
-			return nil, fmt.Errorf("%s pool: %w", p.name, err)
-		}
-		r.served[i] = n
-		// Warm-up: Go's runtime and the kernel's caches, not recorded.
-		if _, out, err := runWrk(o.wrkThreads, o.wrkConns, 2*time.Second, p.url); err != nil {
-			return nil, fmt.Errorf("%v\n%s", err, out)
+	perPid := map[string]int{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if i := strings.Index(line, "pid="); i >= 0 {
+			pid, _, _ := strings.Cut(line[i+4:], ",")
+			perPid[pid]++
 		}
 	}
-	for round := 0; round < o.rounds; round++ {
-		order := []int{0, 1}
-		if round%2 == 1 {
-			order = []int{1, 0}
-		}
-		for _, i := range order {
-			p := r.pools[i]
-			before, _ := cpuTime(p.pid)
-			others0, t0 := otherCPU(), time.Now()
-			w, out, err := runWrk(o.wrkThreads, o.wrkConns, o.wrkDur, p.url)
-			if err != nil {
-				return nil, fmt.Errorf("%v\n%s", err, out)
-			}
-			others1, t1 := otherCPU(), time.Now()
-			after, _ := cpuTime(p.pid)
-			share := float64(others1-others0) / (float64(t1.Sub(t0)) * float64(runtime.NumCPU()))
-			r.samples[i] = append(r.samples[i], runSample{wrk: w, parentCPU: after - before, otherCPU: share})
-			logf("throughput round %d %s: %.0f req/s, p99 %v, errors %d, parent CPU %v, other processes %.0f%% of the machine",
-				round+1, p.name, w.rps, w.p99, w.errors(), after-before, 100*share)
-		}
+	var counts []int
+	for _, c := range perPid {
+		counts = append(counts, c)
 	}
-	return r, nil
+	for len(counts) < n {
+		counts = append(counts, 0)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(counts)))
+	var s []string
+	for _, c := range counts {
+		s = append(s, strconv.Itoa(c))
+	}
+	return strings.Join(s, "+")
 }
 
 // distinctWorkers asks the pool on fresh connections until it has heard

@@ -24,9 +24,15 @@ func (r wrkResult) errors() int64 {
 }
 
 // runWrk runs wrk with --latency against url and parses its report.
-func runWrk(threads, conns int, dur time.Duration, url string) (wrkResult, string, error) {
+// With closeConns, every request asks for "Connection: close", so each
+// one is a new connection through the accept queue.
+func runWrk(threads, conns int, dur time.Duration, url string, closeConns bool) (wrkResult, string, error) {
 	args := []string{fmt.Sprintf("-t%d", threads), fmt.Sprintf("-c%d", conns),
-		fmt.Sprintf("-d%ds", int(dur.Seconds())), "--latency", url}
+		fmt.Sprintf("-d%ds", int(dur.Seconds())), "--latency"}
+	if closeConns {
+		args = append(args, "-H", "Connection: close")
+	}
+	args = append(args, url)
 	out, err := exec.Command("wrk", args...).CombinedOutput()
 	if err != nil {
 		return wrkResult{}, string(out), fmt.Errorf("wrk %s: %w", strings.Join(args, " "), err)
