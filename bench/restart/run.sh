@@ -9,7 +9,8 @@
 #
 # Knobs: REPS=3 WRK_SECS=10 WRK_THREADS=2 WRK_CONNS=16 RESTART_AT_MS=2000
 # WORKERS=4 BIG_WORKERS=8 BIG_REPS=1 BIG_WRK_SECS=6 UPGRADES=20
-# STARTER_INTERVAL=1 CASES=cfkd1,cfkd2,supervisord,supervisord1by1,starman,gunicorn
+# STARTER_INTERVAL=1 CASES=cfkd1,cfkd2,cfkdgunicorn,supervisord,supervisord1by1,starman,gunicorn
+# BIG_CASES=cfkd1,cfkd2,supervisord1by1,starman,gunicorn
 # PHASES=restart,big,upgrade INSTALL=1 WAIT_QUIET=0 (seconds to wait for a
 # 1-minute load average under 1) KEEP=0 (keep the scratch directory)
 # OUT=file (the report, too). See bench/restart/README.md.
@@ -98,7 +99,7 @@ fi
 {
 	echo "## bench/restart — $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
-	echo "- command: \`$(for v in REPS WRK_SECS WRK_THREADS WRK_CONNS RESTART_AT_MS WORKERS BIG_WORKERS BIG_REPS BIG_WRK_SECS UPGRADES STARTER_INTERVAL CASES PHASES; do [[ -n ${!v:-} ]] && printf '%s=%s ' "$v" "${!v}"; done)bench/restart/run.sh\`"
+	echo "- command: \`$(for v in REPS WRK_SECS WRK_THREADS WRK_CONNS RESTART_AT_MS WORKERS BIG_WORKERS BIG_REPS BIG_WRK_SECS UPGRADES STARTER_INTERVAL CASES BIG_CASES PHASES; do [[ -n ${!v:-} ]] && printf '%s=%s ' "$v" "${!v}"; done)bench/restart/run.sh\`"
 	echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -a)"
 	echo "- cfkd $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- cmd supervisor listener console examples || echo ' (work tree modified)'), $(go version | cut -d' ' -f3); cfkd services: $readiness"
 	echo "- peers: supervisor $(dpkg-query -W -f '${Version}' supervisor), libserver-starter-perl $(dpkg-query -W -f '${Version}' libserver-starter-perl), starman $(dpkg-query -W -f '${Version}' starman), gunicorn $(dpkg-query -W -f '${Version}' gunicorn), wrk $(dpkg-query -W -f '${Version}' wrk); $(/usr/bin/python3 --version), perl $(perl -e 'print substr($^V, 1)')"

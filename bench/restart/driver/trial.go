@@ -32,7 +32,7 @@ const probeGoroutines = 4
 // o.restartAt into the run, and times the restart: from the command to
 // the moment every old worker has exited and n new workers have each
 // answered a probe.
-func measure(p pool, o *options, n int, wrkDur time.Duration) (trial, error) {
+func measure(p pool, o *options, n int, wrkDur time.Duration, saveAs string) (trial, error) {
 	var t trial
 	var old []int
 	if !waitFor(15*time.Second, 20*time.Millisecond, func() bool { old = p.workers(); return len(old) == n }) {
@@ -111,7 +111,7 @@ func measure(p pool, o *options, n int, wrkDur time.Duration) (trial, error) {
 	if cmdRes != nil {
 		t.cmdReturn, t.output, t.cmdErr = cmdRes.at.Sub(t0), cmdRes.out, cmdRes.err
 	}
-	t.wrk, err = w.wait()
+	t.wrk, err = w.wait(saveAs)
 	if err != nil {
 		return t, err
 	}

@@ -62,13 +62,13 @@ func upgrades(o *options) (*upgradeResult, error) {
 	for i := 0; i < o.upgrades; i++ {
 		v, err := one()
 		if err != nil {
-			_, _ = w.wait()
+			_, _ = w.wait(filepath.Join(dir, "wrk.out"))
 			return nil, err
 		}
 		r.loaded = append(r.loaded, v)
 		time.Sleep(upgradePause)
 	}
-	if r.wrk, err = w.wait(); err != nil {
+	if r.wrk, err = w.wait(filepath.Join(dir, "wrk.out")); err != nil {
 		return nil, err
 	}
 	after := p.workers()

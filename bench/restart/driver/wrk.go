@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -43,9 +44,12 @@ func startWrk(threads, conns int, dur time.Duration, url string) (*wrkRun, error
 	return w, nil
 }
 
-// wait waits for wrk to end and parses its report.
-func (w *wrkRun) wait() (wrkResult, error) {
-	if err := w.cmd.Wait(); err != nil {
+// wait waits for wrk to end and parses its report; the report is kept
+// in saveAs, for a look at the whole latency distribution.
+func (w *wrkRun) wait(saveAs string) (wrkResult, error) {
+	err := w.cmd.Wait()
+	_ = os.WriteFile(saveAs, []byte("wrk "+strings.Join(w.args, " ")+"\n"+w.out.String()), 0o644)
+	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk %s: %w\n%s", strings.Join(w.args, " "), err, w.out.String())
 	}
 	r, err := parseWrk(w.out.String())
