@@ -8,7 +8,7 @@
 #   bench/sockets/run.sh
 #   ROUNDS=3 KILLS=30 bench/sockets/run.sh
 #
-# Knobs: ROUNDS=5 (wrk runs per pool) WRK_SECS=10 WRK_THREADS=2 WRK_CONNS=32
+# Knobs: ROUNDS=5 (fresh pools, then a wrk run per pool and load mode) WRK_SECS=10 WRK_THREADS=2 WRK_CONNS=32
 # KILLS=40 (per variant) MIN_AGE_MS=100 PHASES=throughput,respawn INSTALL=1
 # WAIT_QUIET=0 (seconds to wait for a 1-minute load average under 1) KEEP=0 (keep the scratch directory) OUT=file (the report, too)
 # See bench/sockets/README.md.
@@ -84,7 +84,7 @@ fi
 	echo
 } >"$WORK/report.md"
 
-say "running the driver (about $(( (${ROUNDS:-5} * 2 * ${WRK_SECS:-10} + 30) / 60 + 1 )) minutes)"
+say "running the driver (about $(( (${ROUNDS:-5} * 4 * (${WRK_SECS:-10} + 1) + 40) / 60 + 1 )) minutes)"
 "$WORK/bin/driver" -cfkd "$WORK/bin/cfkd" -worker "$WORK/bin/worker" -marker "$WORK/bin/marker" \
 	-work "$WORK" >>"$WORK/report.md" &
 driver_pid=$!
