@@ -9,7 +9,8 @@
 #   ROUNDS=3 KILLS=30 bench/sockets/run.sh
 #
 # Knobs: ROUNDS=5 (fresh pools, then a wrk run per pool and load mode) WRK_SECS=10 WRK_THREADS=2 WRK_CONNS=32
-# KILLS=40 (per variant) MIN_AGE_MS=100 PHASES=throughput,respawn INSTALL=1
+# KILLS=40 (per variant) MIN_AGE_MS=100 PHASES=throughput,respawn QUIET_PCT=10
+# SAME= (cfkd or hand: an A/A run, two identical pools) INSTALL=1
 # WAIT_QUIET=0 (seconds to wait for a 1-minute load average under 1) KEEP=0 (keep the scratch directory) OUT=file (the report, too)
 # See bench/sockets/README.md.
 set -euo pipefail
@@ -77,7 +78,7 @@ fi
 {
 	echo "## bench/sockets — $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
-	echo "- command: \`$(for v in ROUNDS WRK_SECS WRK_THREADS WRK_CONNS KILLS MIN_AGE_MS PHASES; do [[ -n ${!v:-} ]] && printf '%s=%s ' "$v" "${!v}"; done)bench/sockets/run.sh\`"
+	echo "- command: \`$(for v in ROUNDS WRK_SECS WRK_THREADS WRK_CONNS KILLS MIN_AGE_MS PHASES QUIET_PCT SAME; do [[ -n ${!v:-} ]] && printf '%s=%s ' "$v" "${!v}"; done)bench/sockets/run.sh\`"
 	echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -a)"
 	echo "- cfkd $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- cmd supervisor listener console examples/worker || echo ' (work tree modified)'), $(go version | cut -d' ' -f3), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
 	echo "- load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"runtime"
 	"time"
 )
 
@@ -115,6 +114,6 @@ func measure(p pool, o *options, n int, wrkDur time.Duration, saveAs string) (tr
 	if err != nil {
 		return t, err
 	}
-	t.otherCPU = float64(otherCPU()-others0) / (float64(time.Since(start)) * float64(runtime.NumCPU()))
+	t.otherCPU = otherShare(others0, otherCPU(), time.Since(start))
 	return t, nil
 }

@@ -30,6 +30,7 @@ type options struct {
 	kills                      int
 	minAge                     time.Duration
 	quietPct                   int
+	same                       string // "", or "cfkd" / "hand": an A/A run
 }
 
 func envInt(name string, def int) int {
@@ -79,6 +80,12 @@ func main() {
 	}
 	o.rounds = envInt("ROUNDS", 5)
 	o.quietPct = envInt("QUIET_PCT", 10)
+	switch o.same = os.Getenv("SAME"); o.same {
+	case "", "cfkd", "hand":
+	default:
+		fmt.Fprintf(os.Stderr, "driver: SAME=%q: cfkd or hand\n", o.same)
+		os.Exit(2)
+	}
 	o.wrkThreads = envInt("WRK_THREADS", 2)
 	o.wrkConns = envInt("WRK_CONNS", 32)
 	o.wrkDur = time.Duration(envInt("WRK_SECS", 10)) * time.Second

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,7 +157,10 @@ func waitFor(timeout, step time.Duration, cond func() bool) bool {
 // counting for each its own time and that of the children it reaped: a
 // process that exits within a window then still counts, in its reaper's
 // sum. Kernel threads are left out. The difference of two readings is
-// what the rest of the machine took while a measurement ran.
+// what the rest of the machine took while a measurement ran. It is an
+// estimate: a process that exits while /proc is being read may be
+// counted twice or not at all, which matters only when other processes
+// fork and exit by the hundred (see otherShare).
 func otherCPU() time.Duration {
 	self := os.Getpid()
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
@@ -213,4 +217,12 @@ func otherCPU() time.Duration {
 		}
 	}
 	return sum
+}
+
+// otherShare turns two otherCPU readings taken elapsed apart into a share
+// of the machine's CPUs, clamped to 0..1 (a snapshot of /proc is not
+// atomic, so a busy machine can read a little outside).
+func otherShare(before, after time.Duration, elapsed time.Duration) float64 {
+	share := float64(after-before) / (float64(elapsed) * float64(runtime.NumCPU()))
+	return max(0, min(1, share))
 }

@@ -16,16 +16,20 @@ type report struct {
 
 func (r *report) write(w io.Writer) {
 	if t := r.throughput; t != nil {
-		fmt.Fprintf(w, "### Throughput: %d workers behind a cfkd socket vs the same %d started by hand on one socket\n\n", r.opts.workers, r.opts.workers)
+		if r.opts.same != "" {
+			fmt.Fprintf(w, "### Throughput, A/A: two identical pools (%s vs %s), to see how far apart they land\n\n", t.names[0], t.names[1])
+		} else {
+			fmt.Fprintf(w, "### Throughput: %d workers behind a cfkd socket vs the same %d started by hand on one socket\n\n", r.opts.workers, r.opts.workers)
+		}
 		fmt.Fprintf(w, "`%s`, %d rounds; both pools started afresh every round, the order alternates (ABBA). "+
-			"Workers seen answering before the runs: cfkd %s, by hand %s. "+
+			"Workers seen answering before the runs: %s %s, %s %s. "+
 			"Connections per worker: how wrk's keep-alive connections fell on the %d workers (read mid-run with ss). "+
 			"Others: the share of the machine that processes other than the benchmark's used during the run; "+
 			"a round is quiet when both runs had under %d%%. "+
-			"cfkd's and the launcher's CPU: what the parent used while its pool served (ticks of 10 ms).\n\n",
-			t.wrkArgs, len(t.served[0]), ints(t.served[0]), ints(t.served[1]), r.opts.workers, r.opts.quietPct)
+			"Parent's CPU: what cfkd or the launcher used while its pool served (ticks of 10 ms).\n\n",
+			t.wrkArgs, len(t.served[0]), t.names[0], ints(t.served[0]), t.names[1], ints(t.served[1]), r.opts.workers, r.opts.quietPct)
 		for m, mode := range loadModes {
-			r.throughputTable(w, mode, t.samples[m])
+			r.throughputTable(w, mode, t.names, t.samples[m])
 		}
 	}
 	if rs := r.respawn; rs != nil {
@@ -56,9 +60,11 @@ func ints(xs []int) string {
 	return strings.Join(s, ",")
 }
 
-func (r *report) throughputTable(w io.Writer, mode loadMode, samples [2][]runSample) {
+func (r *report) throughputTable(w io.Writer, mode loadMode, names [2]string, samples [2][]runSample) {
+	a0, b0 := names[0], names[1]
 	fmt.Fprintf(w, "#### %s\n\n", mode.name)
-	fmt.Fprintln(w, "| round | cfkd req/s | by hand req/s | cfkd / by hand | cfkd p99 | by hand p99 | connections per worker (cfkd / by hand) | others | cfkd's CPU | launcher's CPU |")
+	fmt.Fprintf(w, "| round | %s req/s | %s req/s | %s / %s | %s p99 | %s p99 | connections per worker (%s / %s) | others | %s's parent CPU | %s's parent CPU |\n",
+		a0, b0, a0, b0, a0, b0, a0, b0, a0, b0)
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
 	var a, b, ratios, ap99, bp99, qa, qb, qratios []float64
 	var errs [2]int64
@@ -87,12 +93,12 @@ func (r *report) throughputTable(w io.Writer, mode loadMode, samples [2][]runSam
 			len(qratios), median(qa), median(qb), median(qratios))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "Ratio of the medians (cfkd / by hand), target ≥ 0.98: **%.3f** over all %d rounds", median(a)/median(b), len(a))
+	fmt.Fprintf(w, "Ratio of the medians (%s / %s), target ≥ 0.98: **%.3f** over all %d rounds", a0, b0, median(a)/median(b), len(a))
 	switch {
 	case len(qratios) == 0:
 		fmt.Fprintf(w, " (no quiet round: the figures are not worth much)")
 	case len(qratios) < len(ratios):
 		fmt.Fprintf(w, ", **%.3f** over the %d quiet ones", median(qa)/median(qb), len(qratios))
 	}
-	fmt.Fprintf(w, ". wrk errors: cfkd %d, by hand %d.\n\n", errs[0], errs[1])
+	fmt.Fprintf(w, ". wrk errors: %s %d, %s %d.\n\n", a0, errs[0], b0, errs[1])
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,6 +46,7 @@ var loadModes = []loadMode{
 }
 
 type throughputResult struct {
+	names   [2]string        // the pools' names, for the report
 	samples [][2][]runSample // per load mode, per pool
 	served  [2][]int         // distinct worker pids seen answering, per round
 	wrkArgs string
@@ -71,15 +71,11 @@ func throughput(o options) (*throughputResult, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
-		pools := [2]*pool{}
-		var err error
-		if pools[0], err = cfkdPool(o, dir); err != nil {
+		pools, err := newPools(o, dir)
+		if err != nil {
 			return nil, err
 		}
-		if pools[1], err = handPool(o, dir); err != nil {
-			pools[0].stop()
-			return nil, err
-		}
+		r.names = [2]string{pools[0].name, pools[1].name}
 		err = r.round(o, round, pools)
 		pools[0].stop()
 		pools[1].stop()
@@ -135,12 +131,47 @@ func (r *throughputResult) run(o options, round, m int, mode loadMode, i int, p 
 	}
 	others1, t1 := otherCPU(), time.Now()
 	after, _ := cpuTime(p.pid)
-	share := float64(others1-others0) / (float64(t1.Sub(t0)) * float64(runtime.NumCPU()))
+	share := otherShare(others0, others1, t1.Sub(t0))
 	s := runSample{wrk: w, parentCPU: after - before, otherCPU: share, spread: <-spread}
 	r.samples[m][i] = append(r.samples[m][i], s)
 	logf("throughput round %d, %s, %s: %.0f req/s, p99 %v, errors %d, connections per worker %s, parent CPU %v, other processes %.0f%% of the machine",
 		round+1, mode.name, p.name, w.rps, w.p99, w.errors(), s.spread, s.parentCPU, 100*share)
 	return nil
+}
+
+// newPools starts the two pools of a round: a cfkd pool and a by-hand
+// pool, or with o.same ("cfkd" or "hand") two pools of one kind, an A/A
+// run that shows how far apart two identical pools land on this machine.
+func newPools(o options, dir string) ([2]*pool, error) {
+	var pools [2]*pool
+	kinds := [2]string{"cfkd", "hand"}
+	if o.same != "" {
+		kinds = [2]string{o.same, o.same}
+	}
+	for i, kind := range kinds {
+		d := dir
+		if o.same != "" {
+			d = filepath.Join(dir, string(rune('a'+i)))
+		}
+		var err error
+		if err = os.MkdirAll(d, 0o755); err == nil {
+			if kind == "cfkd" {
+				pools[i], err = cfkdPool(o, d)
+			} else {
+				pools[i], err = handPool(o, d)
+			}
+		}
+		if err != nil {
+			if i == 1 {
+				pools[0].stop()
+			}
+			return pools, err
+		}
+		if o.same != "" {
+			pools[i].name += string(rune('A' + i))
+		}
+	}
+	return pools, nil
 }
 
 // cfkdPool starts a cfkd with o.workers services of the worker on one
