@@ -9,6 +9,8 @@
 # SUPERVISORS=cfkd,supervisord,runit,s6  RUN_SCRIPT= (sh|execline: runit and
 # s6 run files exec the marker from a script)  INSTALL=1 (apt-get the peers if
 # missing)  WAIT_QUIET=0 (seconds to wait for a 1-min load average < 0.5)
+# NICE=0 (e.g. -20 as root: run everything measured at that niceness, on a
+# machine shared with other work)
 # WORK=<scratch dir, default a new /tmp/cfk-bench.*>  KEEP=0 (keep WORK)
 # OUT=<file for the markdown report, default $WORK/report.md>
 #
@@ -22,12 +24,13 @@ repo=$(dirname "$here")
 : "${INSTALL:=1}"
 : "${WAIT_QUIET:=0}"
 : "${KEEP:=0}"
+: "${NICE:=0}"
 export SUPERVISORS
 
 # The exact command, for the report: the knobs that were set, then argv.
 cmdline=""
-for v in KILLS RESPAWN_SERVICES SERVICES STATUS_RUNS IDLE_SECS MIN_AGE_MS SETTLE_MS SUPERVISORS RUN_SCRIPT; do
-	if [[ -n "${!v:-}" && ! ( $v == SUPERVISORS && ${!v} == cfkd,supervisord,runit,s6 ) ]]; then
+for v in KILLS RESPAWN_SERVICES SERVICES STATUS_RUNS IDLE_SECS MIN_AGE_MS SETTLE_MS SUPERVISORS RUN_SCRIPT NICE; do
+	if [[ -n "${!v:-}" && ! ( $v == SUPERVISORS && ${!v} == cfkd,supervisord,runit,s6 ) && ! ( $v == NICE && ${!v} == 0 ) ]]; then
 		cmdline+="$v=${!v} "
 	fi
 done
@@ -146,7 +149,8 @@ awk '{exit !($1 >= 1)}' /proc/loadavg && say "warning: load average $(cut -d' ' 
 args=(-marker "$BIN/marker" -work "$WORK")
 wants cfkd && args+=(-cfkd "$BIN/cfkd" -cfkctl "$BIN/cfkctl")
 say "measuring $SUPERVISORS (about 1 minute each)"
-"$BIN/driver" "${args[@]}" >"$OUT" &
+# The driver, the supervisors and their services all inherit the niceness.
+nice -n "$NICE" "$BIN/driver" "${args[@]}" >"$OUT" &
 driver_pid=$!
 wait "$driver_pid"
 driver_pid=""

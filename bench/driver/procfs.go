@@ -222,3 +222,18 @@ func loadAvg() string {
 	}
 	return f[0]
 }
+
+// niceness is the nice value of the driver (field 19 of /proc/self/stat),
+// which everything it launches inherits.
+func niceness() string {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return "?"
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 17 {
+		return "?"
+	}
+	return f[16]
+}

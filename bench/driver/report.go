@@ -78,6 +78,7 @@ func report(w io.Writer, o options, results []*result, loadBefore, loadAfter str
 		fmt.Fprintf(w, "- command: `%s`\n", c)
 	}
 	fmt.Fprintf(w, "- load average (1 min) before / after the run: %s / %s\n", loadBefore, loadAfter)
+	fmt.Fprintf(w, "- niceness of everything measured: %s\n", niceness())
 	fmt.Fprintf(w, "- settings: KILLS=%d RESPAWN_SERVICES=%d SERVICES=%d STATUS_RUNS=%d IDLE_SECS=%g, kill only services older than %v\n\n",
 		o.kills, o.respawnServices, o.services, o.statusRuns, o.idle.Seconds(), o.minAge)
 
