@@ -47,13 +47,18 @@ func (a *app) upgrade(binary string) error {
 	if err != nil {
 		return err
 	}
-	start := time.Now()
+	asked := time.Now()
 	_, err = c.Do(line)
 	var serr *console.ServerError
 	if errors.As(err, &serr) {
 		fmt.Fprintf(a.stderr, "error: %s\n", serr.Msg)
 		return errFailed
 	}
+	// The connection closes when the old cfkd execs: from then on nobody
+	// answers until the new one serves. That is the silence reported;
+	// the new binary's check before it, while the old cfkd still serves,
+	// is not part of it.
+	start := time.Now()
 	// No answer: the connection closed as cfkd re-executed. Wait for the
 	// next cfkd to serve the same socket and count one more upgrade.
 	a.close()
@@ -62,7 +67,7 @@ func (a *app) upgrade(binary string) error {
 		n, _ := strconv.Atoi(before[0])
 		want = n + 1
 	}
-	deadline := start.Add(upgradeWait)
+	deadline := asked.Add(upgradeWait)
 	for time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond)
 		body, err := a.do("command upgrades")
