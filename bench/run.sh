@@ -9,7 +9,8 @@
 # SUPERVISORS=cfkd,supervisord,runit,s6  RUN_SCRIPT= (sh|execline: runit and
 # s6 run files exec the marker from a script)  INSTALL=1 (apt-get the peers if
 # missing)  WAIT_QUIET=0 (seconds to wait for a 1-min load average < 0.5)
-# NICE=0 (e.g. -20 as root: run everything measured at that niceness, on a
+# RETRY_BUSY=0 (measure a supervisor again when other processes took >5% of
+# the CPUs meanwhile)  NICE=0 (e.g. -20 as root: run everything measured at that niceness, on a
 # machine shared with other work)
 # WORK=<scratch dir, default a new /tmp/cfk-bench.*>  KEEP=0 (keep WORK)
 # OUT=<file for the markdown report, default $WORK/report.md>
@@ -29,7 +30,7 @@ export SUPERVISORS
 
 # The exact command, for the report: the knobs that were set, then argv.
 cmdline=""
-for v in KILLS RESPAWN_SERVICES SERVICES STATUS_RUNS IDLE_SECS MIN_AGE_MS SETTLE_MS SUPERVISORS RUN_SCRIPT NICE; do
+for v in KILLS RESPAWN_SERVICES SERVICES STATUS_RUNS IDLE_SECS MIN_AGE_MS SETTLE_MS SUPERVISORS RUN_SCRIPT RETRY_BUSY NICE; do
 	if [[ -n "${!v:-}" && ! ( $v == SUPERVISORS && ${!v} == cfkd,supervisord,runit,s6 ) && ! ( $v == NICE && ${!v} == 0 ) ]]; then
 		cmdline+="$v=${!v} "
 	fi

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -18,6 +19,7 @@ type options struct {
 	minAge          time.Duration // a service is killed only once this old
 	settle          time.Duration // pause after all services exec'd
 	work            string        // scratch directory
+	retries         int           // extra attempts at a supervisor when the machine was busy
 }
 
 // result is everything measured for one supervisor. A zero duration or a
@@ -42,6 +44,9 @@ type result struct {
 	idleMachineTicks       uint64 // CPU used by the whole machine in the window
 	shutdown               time.Duration
 	errs                   []string
+
+	attempt     int     // which attempt at this supervisor this is, from 1
+	othersShare float64 // CPU used by other processes / (wall time × CPUs), over the attempt
 }
 
 func (r *result) fail(format string, args ...any) {
@@ -55,9 +60,16 @@ func logf(format string, args ...any) {
 }
 
 // benchmark runs every measurement on one supervisor.
-func benchmark(s supervisor, o options) *result {
-	r := &result{name: s.name(), tuning: s.tuning()}
-	dir := filepath.Join(o.work, s.name())
+func benchmark(s supervisor, o options, attempt int) *result {
+	r := &result{name: s.name(), tuning: s.tuning(), attempt: attempt}
+	dir := filepath.Join(o.work, fmt.Sprintf("%s.%d", s.name(), attempt))
+	busy0, own0, t0 := machineBusyTicks(), ownCPU(), time.Now()
+	defer func() {
+		reapOrphans()
+		wall := time.Since(t0)
+		others := time.Duration(machineBusyTicks()-busy0)*time.Second/clockTicksPerSec - (ownCPU() - own0)
+		r.othersShare = max(0, float64(others)/float64(wall*time.Duration(runtime.NumCPU())))
+	}()
 	logf("%s: respawn, %d services, %d kills", s.name(), o.respawnServices, o.kills)
 	if err := respawnPhase(s, r, filepath.Join(dir, "respawn"), o); err != nil {
 		r.fail("respawn: %v", err)

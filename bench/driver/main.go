@@ -18,6 +18,10 @@ import (
 	"time"
 )
 
+// busyShare is the share of the CPUs other processes may take during a
+// supervisor's measurements before they count as disturbed.
+const busyShare = 0.05
+
 func envInt(name string, def int) int {
 	if v := os.Getenv(name); v != "" {
 		n, err := strconv.Atoi(v)
@@ -57,6 +61,7 @@ func main() {
 		idle:            time.Duration(envInt("IDLE_SECS", 10)) * time.Second,
 		minAge:          time.Duration(envInt("MIN_AGE_MS", 1200)) * time.Millisecond,
 		settle:          time.Duration(envInt("SETTLE_MS", 1500)) * time.Millisecond,
+		retries:         envInt("RETRY_BUSY", 0),
 		work:            *work,
 	}
 	if o.respawnServices < 1 || o.services < 1 {
@@ -64,6 +69,10 @@ func main() {
 		os.Exit(2)
 	}
 	tracked.markerExe = marker
+	if err := adoptOrphans(); err != nil {
+		fmt.Fprintln(os.Stderr, "driver:", err)
+		os.Exit(1)
+	}
 
 	// Whatever happens, leave no process behind.
 	sigs := make(chan os.Signal, 1)
@@ -103,7 +112,20 @@ func main() {
 			fmt.Fprintf(os.Stderr, "driver: unknown supervisor %q\n", name)
 			os.Exit(2)
 		}
-		results = append(results, benchmark(s, o))
+		// On a shared machine, measure again when other processes took
+		// a noticeable share of the CPUs, and keep the quietest attempt.
+		var best *result
+		for attempt := 1; ; attempt++ {
+			r := benchmark(s, o, attempt)
+			if best == nil || r.othersShare < best.othersShare {
+				best = r
+			}
+			if r.othersShare <= busyShare || attempt > o.retries {
+				break
+			}
+			logf("%s: other processes used %.0f%% of the CPUs; measuring again", s.name(), 100*r.othersShare)
+		}
+		results = append(results, best)
 	}
 	report(os.Stdout, o, results, loadBefore, loadAvg())
 }

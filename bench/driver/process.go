@@ -103,3 +103,30 @@ func (t *tracker) killAll() {
 		}
 	}
 }
+
+// prSetChildSubreaper is PR_SET_CHILD_SUBREAPER from <linux/prctl.h>.
+const prSetChildSubreaper = 36
+
+// adoptOrphans makes the driver the reaper of every process below it, so
+// that a runsv or a service whose parent exited first is reparented to the
+// driver instead of init, and its CPU time still ends up in the driver's
+// RUSAGE_CHILDREN when reapOrphans collects it.
+func adoptOrphans() error {
+	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); e != 0 {
+		return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", e)
+	}
+	return nil
+}
+
+// reapOrphans collects adopted processes that have exited. wait4(-1) would
+// also take the status an exec.Cmd is waiting for, so it is only called
+// when no command or supervisor launched by the driver is running.
+func reapOrphans() {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if pid <= 0 || err != nil {
+			return
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // clockTicksPerSec is USER_HZ, the unit of utime and stime in
@@ -204,8 +206,9 @@ func machineBusyTicks() uint64 {
 	for i, v := range f[1:] {
 		n, _ := strconv.ParseUint(v, 10, 64)
 		// user nice system idle iowait irq softirq steal guest guest_nice;
-		// guest time is already counted in user.
-		if i == 3 || i == 4 || i >= 8 {
+		// guest time is already counted in user; steal is time this VM
+		// did not run at all.
+		if i == 3 || i == 4 || i >= 7 {
 			continue
 		}
 		busy += n
@@ -236,4 +239,15 @@ func niceness() string {
 		return "?"
 	}
 	return f[16]
+}
+
+// ownCPU is the CPU time used so far by the driver and by every descendant
+// that has been reaped (each parent's wait adds its children's time to its
+// own children's time): the supervisors, their services, the CLIs.
+func ownCPU() time.Duration {
+	var self, kids syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
 }

@@ -79,8 +79,8 @@ func report(w io.Writer, o options, results []*result, loadBefore, loadAfter str
 	}
 	fmt.Fprintf(w, "- load average (1 min) before / after the run: %s / %s\n", loadBefore, loadAfter)
 	fmt.Fprintf(w, "- niceness of everything measured: %s\n", niceness())
-	fmt.Fprintf(w, "- settings: KILLS=%d RESPAWN_SERVICES=%d SERVICES=%d STATUS_RUNS=%d IDLE_SECS=%g, kill only services older than %v\n\n",
-		o.kills, o.respawnServices, o.services, o.statusRuns, o.idle.Seconds(), o.minAge)
+	fmt.Fprintf(w, "- settings: KILLS=%d RESPAWN_SERVICES=%d SERVICES=%d STATUS_RUNS=%d IDLE_SECS=%g RETRY_BUSY=%d, kill only services older than %v\n\n",
+		o.kills, o.respawnServices, o.services, o.statusRuns, o.idle.Seconds(), o.retries, o.minAge)
 
 	n := o.services
 	rows := []struct {
@@ -148,6 +148,18 @@ func report(w io.Writer, o options, results []*result, loadBefore, loadAfter str
 		{fmt.Sprintf("launch with %d declared services, until ready (ms)", n),
 			func(r *result) string { return orDash(r.launch, ms) }},
 		{"shutdown, all down (ms)", func(r *result) string { return orDash(r.shutdown, ms) }},
+		{"CPU share taken by other processes during this column", func(r *result) string {
+			if r.attempt == 0 {
+				return "—"
+			}
+			return fmt.Sprintf("%.1f%%", 100*r.othersShare)
+		}},
+		{"attempt kept (RETRY_BUSY)", func(r *result) string {
+			if r.attempt == 0 {
+				return "—"
+			}
+			return fmt.Sprint(r.attempt)
+		}},
 	}
 
 	fmt.Fprintf(w, "| measurement |")

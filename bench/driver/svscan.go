@@ -258,8 +258,10 @@ func (s *scanner) stop() error {
 	if err := s.p.wait(30 * time.Second); err != nil {
 		return err
 	}
-	// The per-service supervisors may outlive the scanner by a moment.
+	// The per-service supervisors may outlive the scanner by a moment;
+	// the driver adopts and reaps them.
 	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool {
+		reapOrphans()
 		return syscall.Kill(-s.p.pid(), 0) != nil
 	}) {
 		return fmt.Errorf("%s: processes left in group %d", s.flavor, s.p.pid())
