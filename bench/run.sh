@@ -8,7 +8,8 @@
 # STATUS_RUNS=20 IDLE_SECS=10 MIN_AGE_MS=1200 SETTLE_MS=1500
 # SUPERVISORS=cfkd,supervisord,runit,s6  RUN_SCRIPT= (sh|execline: runit and
 # s6 run files exec the marker from a script)  INSTALL=1 (apt-get the peers if
-# missing)  WAIT_QUIET=0 (seconds to wait for a 1-min load average < 0.5)
+# missing)  WAIT_QUIET=0 (seconds to wait for a 1-min load average < 0.5,
+# and before each supervisor for 2 s with the machine < 5% busy)
 # RETRY_BUSY=0 (measure a supervisor again when other processes took >5% of
 # the CPUs meanwhile)  NICE=0 (e.g. -20 as root: run everything measured at that niceness, on a
 # machine shared with other work)
@@ -26,7 +27,7 @@ repo=$(dirname "$here")
 : "${WAIT_QUIET:=0}"
 : "${KEEP:=0}"
 : "${NICE:=0}"
-export SUPERVISORS
+export SUPERVISORS WAIT_QUIET
 
 # The exact command, for the report: the knobs that were set, then argv.
 cmdline=""

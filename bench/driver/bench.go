@@ -20,6 +20,7 @@ type options struct {
 	settle          time.Duration // pause after all services exec'd
 	work            string        // scratch directory
 	retries         int           // extra attempts at a supervisor when the machine was busy
+	quietWait       time.Duration // before each attempt, wait this long at most for a quiet machine
 }
 
 // result is everything measured for one supervisor. A zero duration or a

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +22,23 @@ import (
 // busyShare is the share of the CPUs other processes may take during a
 // supervisor's measurements before they count as disturbed.
 const busyShare = 0.05
+
+// waitQuiet waits, at most max, for a two-second window in which the
+// whole machine was busy less than busyShare of its CPUs. The driver has
+// nothing running then, so what it sees is the rest of the machine.
+func waitQuiet(max time.Duration) bool {
+	const window = 2 * time.Second
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		b0 := machineBusyTicks()
+		time.Sleep(window)
+		busy := time.Duration(machineBusyTicks()-b0) * time.Second / clockTicksPerSec
+		if float64(busy) < busyShare*float64(window*time.Duration(runtime.NumCPU())) {
+			return true
+		}
+	}
+	return false
+}
 
 func envInt(name string, def int) int {
 	if v := os.Getenv(name); v != "" {
@@ -62,6 +80,7 @@ func main() {
 		minAge:          time.Duration(envInt("MIN_AGE_MS", 1200)) * time.Millisecond,
 		settle:          time.Duration(envInt("SETTLE_MS", 1500)) * time.Millisecond,
 		retries:         envInt("RETRY_BUSY", 0),
+		quietWait:       time.Duration(envInt("WAIT_QUIET", 0)) * time.Second,
 		work:            *work,
 	}
 	if o.respawnServices < 1 || o.services < 1 {
@@ -116,6 +135,9 @@ func main() {
 		// a noticeable share of the CPUs, and keep the quietest attempt.
 		var best *result
 		for attempt := 1; ; attempt++ {
+			if o.quietWait > 0 && !waitQuiet(o.quietWait) {
+				logf("%s: the machine is still busy after %v; measuring anyway", s.name(), o.quietWait)
+			}
 			r := benchmark(s, o, attempt)
 			if best == nil || r.othersShare < best.othersShare {
 				best = r
