@@ -31,8 +31,8 @@ export SUPERVISORS WAIT_QUIET
 
 # The exact command, for the report: the knobs that were set, then argv.
 cmdline=""
-for v in KILLS RESPAWN_SERVICES SERVICES STATUS_RUNS IDLE_SECS MIN_AGE_MS SETTLE_MS SUPERVISORS RUN_SCRIPT RETRY_BUSY NICE; do
-	if [[ -n "${!v:-}" && ! ( $v == SUPERVISORS && ${!v} == cfkd,supervisord,runit,s6 ) && ! ( $v == NICE && ${!v} == 0 ) ]]; then
+for v in KILLS RESPAWN_SERVICES SERVICES STATUS_RUNS IDLE_SECS MIN_AGE_MS SETTLE_MS SUPERVISORS RUN_SCRIPT RETRY_BUSY WAIT_QUIET NICE; do
+	if [[ -n "${!v:-}" && ! ( $v == SUPERVISORS && ${!v} == cfkd,supervisord,runit,s6 ) && ! ( ( $v == NICE || $v == WAIT_QUIET ) && ${!v} == 0 ) ]]; then
 		cmdline+="$v=${!v} "
 	fi
 done
