@@ -15,6 +15,7 @@ type upgradeResult struct {
 	idle, loaded []float64 // console silence in ms, as cfkctl prints it
 	wrk          wrkResult // the wrk run during the loaded upgrades
 	samePids     bool      // every worker kept its pid through all upgrades
+	otherCPU     float64   // share of the machine other processes used during the wrk run
 }
 
 var upgradeGap = regexp.MustCompile(`answered again after (\d+) ms`)
@@ -54,6 +55,7 @@ func upgrades(o *options) (*upgradeResult, error) {
 		}
 		r.idle = append(r.idle, v)
 	}
+	others0, start := otherCPU(), time.Now()
 	w, err := startWrk(o.wrkThreads, o.wrkConns, o.wrkDur, p.url())
 	if err != nil {
 		return nil, err
@@ -71,6 +73,7 @@ func upgrades(o *options) (*upgradeResult, error) {
 	if r.wrk, err = w.wait(filepath.Join(dir, "wrk.out")); err != nil {
 		return nil, err
 	}
+	r.otherCPU = otherShare(others0, otherCPU(), time.Since(start))
 	after := p.workers()
 	r.samePids = len(before) == len(after)
 	in := map[int]bool{}
