@@ -34,11 +34,13 @@ func (r *report) write(w io.Writer) {
 	if u := r.upgrade; u != nil {
 		fmt.Fprintf(w, "### cfkd in-place upgrade: how long the console does not answer\n\n")
 		fmt.Fprintf(w, "`cfkctl upgrade` %d times with %d idle workers, then %d times %v apart during `wrk -t%d -c%d -d%ds`; "+
-			"the figure is the one cfkctl prints (\"the console answered again after N ms\").\n\n",
+			"the figure is the one cfkctl prints (\"the console answered again after N ms\"). "+
+			"The control row is the same wrk run on the same pool just before, with no upgrade.\n\n",
 			len(u.idle), o.workers, len(u.loaded), upgradePause, o.wrkThreads, o.wrkConns, int(o.wrkDur.Seconds()))
 		fmt.Fprintln(w, "| | median | max | wrk errors | wrk p99 | others |")
 		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
 		fmt.Fprintf(w, "| idle | %.0f ms | %.0f ms | | | |\n", median(u.idle), quantile(u.idle, 1))
+		fmt.Fprintf(w, "| wrk, no upgrade (control) | | | %d | %.2f ms | %.0f%% |\n", u.control.errors(), ms(u.control.p99), 100*u.controlOther)
 		fmt.Fprintf(w, "| under wrk | %.0f ms | %.0f ms | %d | %.2f ms | %.0f%% |\n\n", median(u.loaded), quantile(u.loaded, 1),
 			u.wrk.errors(), ms(u.wrk.p99), 100*u.otherCPU)
 		fmt.Fprintf(w, "Workers kept their pids through all %d upgrades: %v.\n\n", len(u.idle)+len(u.loaded), u.samePids)

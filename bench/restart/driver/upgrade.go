@@ -16,6 +16,10 @@ type upgradeResult struct {
 	wrk          wrkResult // the wrk run during the loaded upgrades
 	samePids     bool      // every worker kept its pid through all upgrades
 	otherCPU     float64   // share of the machine other processes used during the wrk run
+	// The same wrk run on the same pool just before, with no upgrade:
+	// what the workers' latency is without cfkd re-executing.
+	control      wrkResult
+	controlOther float64
 }
 
 var upgradeGap = regexp.MustCompile(`answered again after (\d+) ms`)
@@ -57,6 +61,16 @@ func upgrades(o *options) (*upgradeResult, error) {
 	}
 	others0, start := otherCPU(), time.Now()
 	w, err := startWrk(o.wrkThreads, o.wrkConns, o.wrkDur, p.url())
+	if err != nil {
+		return nil, err
+	}
+	if r.control, err = w.wait(filepath.Join(dir, "wrk-control.out")); err != nil {
+		return nil, err
+	}
+	r.controlOther = otherShare(others0, otherCPU(), time.Since(start))
+
+	others0, start = otherCPU(), time.Now()
+	w, err = startWrk(o.wrkThreads, o.wrkConns, o.wrkDur, p.url())
 	if err != nil {
 		return nil, err
 	}
