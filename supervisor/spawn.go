@@ -143,7 +143,7 @@ func (r *forkRunner) spawn(spec *spawnSpec) (int, error) {
 // the shell, whose $$ is the child's own pid, and the shell execs the
 // real program in the same process. Measured here (fork, exec, exit of
 // /bin/true, median of 400): direct 0.53 ms; through this dash step
-// 1.03-1.06 ms (+0.5 ms); re-executing a Go binary instead costs 1.18 ms
+// 1.03-1.06 ms (+0.5 ms; bench/sockets measures +0.8-0.96 ms on a respawn); re-executing a Go binary instead costs 1.18 ms
 // for an empty one and 2.4 ms for cfkd itself, so the shell is the
 // cheaper exec step. Services without sockets= take no step at all.
 const listenPidScript = `LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"`
