@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 // options are the knobs of one run, from the environment.
@@ -68,7 +70,7 @@ func benchmark(s supervisor, o options, attempt int) *result {
 	defer func() {
 		reapOrphans()
 		wall := time.Since(t0)
-		others := time.Duration(machineBusyTicks()-busy0)*time.Second/clockTicksPerSec - (ownCPU() - own0)
+		others := time.Duration(machineBusyTicks()-busy0)*time.Second/benchkit.ClockTicksPerSec - (ownCPU() - own0)
 		r.othersShare = max(0, float64(others)/float64(wall*time.Duration(runtime.NumCPU())))
 	}()
 	logf("%s: respawn, %d services, %d kills", s.name(), o.respawnServices, o.kills)
@@ -213,8 +215,8 @@ func timeDown(s supervisor, v via, live []start, minAge time.Duration) (time.Dur
 		return 0, err
 	}
 	pending := services
-	if !waitFor(60*time.Second, 5*time.Millisecond, func() bool {
-		for len(pending) > 0 && !(alive(pending[0]) && exeIs(pending[0], tracked.markerExe)) {
+	if !benchkit.WaitFor(60*time.Second, 5*time.Millisecond, func() bool {
+		for len(pending) > 0 && !(benchkit.Alive(pending[0]) && exeIs(pending[0], tracked.markerExe)) {
 			pending = pending[1:]
 		}
 		return len(pending) == 0
@@ -294,7 +296,7 @@ func largePhase(s supervisor, r *result, dir string, o options) (bool, error) {
 	time.Sleep(o.idle)
 	c1, m1 := sampleCPU(pids), machineBusyTicks()
 	r.idleMachineTicks = m1 - m0
-	if other := (r.idleMachineTicks - min(r.idleMachineTicks, c1.ticks-c0.ticks)) * 1000 / clockTicksPerSec; other > busyMachineMs {
+	if other := (r.idleMachineTicks - min(r.idleMachineTicks, c1.ticks-c0.ticks)) * 1000 / benchkit.ClockTicksPerSec; other > busyMachineMs {
 		r.fail("other processes used %d ms of CPU during the %v idle window: the machine was not quiet, figures in this column may be disturbed", other, o.idle)
 	}
 	r.idleTicks = c1.ticks - c0.ticks

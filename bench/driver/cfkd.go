@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 // cfkd is the daemon of this repository, driven through its management
@@ -17,7 +19,7 @@ type cfkd struct {
 	bin, ctl, marker string
 	home, sock       string
 	n                int
-	p                *proc
+	p                *benchkit.Child
 	console          *consoleConn
 }
 
@@ -45,13 +47,13 @@ func (c *cfkd) launch(dir string, n int, markerFile string) error {
 	if err := os.MkdirAll(c.home, 0o755); err != nil {
 		return err
 	}
-	p, err := launch(dir, filepath.Join(dir, "cfkd.out"), nil, c.bin, "--home", c.home, "-a", "unix:"+c.sock)
+	p, err := benchkit.Start(benchkit.Spec{Dir: dir, Log: filepath.Join(dir, "cfkd.out"), KeepManagerEnv: true}, c.bin, "--home", c.home, "-a", "unix:"+c.sock)
 	if err != nil {
 		return err
 	}
 	c.p = p
-	if !waitFor(10*time.Second, 5*time.Millisecond, func() bool {
-		if !p.running() {
+	if !benchkit.WaitFor(10*time.Second, 5*time.Millisecond, func() bool {
+		if !p.Running() {
 			return true
 		}
 		cc, err := dialConsole(c.sock)
@@ -80,7 +82,7 @@ func (c *cfkd) launch(dir string, n int, markerFile string) error {
 	return nil
 }
 
-func (c *cfkd) root() int { return c.p.pid() }
+func (c *cfkd) root() int { return c.p.Pid() }
 
 // expectDone checks a `done N` answer to a start or down of everything.
 func (c *cfkd) expectDone(body []string) error {
@@ -134,7 +136,7 @@ func (c *cfkd) stop() error {
 		c.console.do("command shutdown")
 		c.console.close()
 	}
-	return c.p.wait(30 * time.Second)
+	return c.p.Wait(30 * time.Second)
 }
 
 // consoleConn speaks the management protocol: one command a line; the

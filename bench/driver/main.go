@@ -10,13 +10,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 // busyShare is the share of the CPUs other processes may take during a
@@ -32,24 +32,12 @@ func waitQuiet(max time.Duration) bool {
 	for time.Now().Before(deadline) {
 		b0 := machineBusyTicks()
 		time.Sleep(window)
-		busy := time.Duration(machineBusyTicks()-b0) * time.Second / clockTicksPerSec
+		busy := time.Duration(machineBusyTicks()-b0) * time.Second / benchkit.ClockTicksPerSec
 		if float64(busy) < busyShare*float64(window*time.Duration(runtime.NumCPU())) {
 			return true
 		}
 	}
 	return false
-}
-
-func envInt(name string, def int) int {
-	if v := os.Getenv(name); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			fmt.Fprintf(os.Stderr, "driver: %s=%q is not a count\n", name, v)
-			os.Exit(2)
-		}
-		return n
-	}
-	return def
 }
 
 func main() {
@@ -72,15 +60,15 @@ func main() {
 		marker = m
 	}
 	o := options{
-		kills:           envInt("KILLS", 30),
-		respawnServices: envInt("RESPAWN_SERVICES", 5),
-		services:        envInt("SERVICES", 1000),
-		statusRuns:      envInt("STATUS_RUNS", 20),
-		idle:            time.Duration(envInt("IDLE_SECS", 10)) * time.Second,
-		minAge:          time.Duration(envInt("MIN_AGE_MS", 1200)) * time.Millisecond,
-		settle:          time.Duration(envInt("SETTLE_MS", 1500)) * time.Millisecond,
-		retries:         envInt("RETRY_BUSY", 0),
-		quietWait:       time.Duration(envInt("WAIT_QUIET", 0)) * time.Second,
+		kills:           benchkit.EnvInt("KILLS", 30),
+		respawnServices: benchkit.EnvInt("RESPAWN_SERVICES", 5),
+		services:        benchkit.EnvInt("SERVICES", 1000),
+		statusRuns:      benchkit.EnvInt("STATUS_RUNS", 20),
+		idle:            time.Duration(benchkit.EnvInt("IDLE_SECS", 10)) * time.Second,
+		minAge:          time.Duration(benchkit.EnvInt("MIN_AGE_MS", 1200)) * time.Millisecond,
+		settle:          time.Duration(benchkit.EnvInt("SETTLE_MS", 1500)) * time.Millisecond,
+		retries:         benchkit.EnvInt("RETRY_BUSY", 0),
+		quietWait:       time.Duration(benchkit.EnvInt("WAIT_QUIET", 0)) * time.Second,
 		work:            *work,
 	}
 	if o.respawnServices < 1 || o.services < 1 {
@@ -94,14 +82,10 @@ func main() {
 	}
 
 	// Whatever happens, leave no process behind.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		s := <-sigs
+	benchkit.ExitOnSignal(func(s os.Signal) {
 		fmt.Fprintf(os.Stderr, "driver: %v: killing every process started\n", s)
 		tracked.killAll()
-		os.Exit(130)
-	}()
+	}, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer tracked.killAll()
 
 	which := os.Getenv("SUPERVISORS")

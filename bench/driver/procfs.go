@@ -10,61 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
-
-// clockTicksPerSec is USER_HZ, the unit of utime and stime in
-// /proc/PID/stat. It is 100 on every Linux architecture Go runs on.
-const clockTicksPerSec = 100
-
-// procStat is what we read of one /proc/PID/stat line.
-type procStat struct {
-	pid, ppid    int
-	comm         string
-	state        byte
-	utime, stime uint64 // clock ticks, summed over all threads
-}
-
-// readStat parses /proc/PID/stat. The comm field is in parentheses and
-// may itself hold spaces or parentheses, so the fields after it are
-// counted from the last ')'.
-func readStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procStat{}, err
-	}
-	open := bytes.IndexByte(b, '(')
-	closing := bytes.LastIndexByte(b, ')')
-	if open < 0 || closing < open {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: malformed", pid)
-	}
-	st := procStat{pid: pid, comm: string(b[open+1 : closing])}
-	f := strings.Fields(string(b[closing+1:]))
-	// f[0] is field 3 (state); field N is f[N-3].
-	if len(f) < 13 {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: short", pid)
-	}
-	st.state = f[0][0]
-	st.ppid, _ = strconv.Atoi(f[1])
-	st.utime, _ = strconv.ParseUint(f[11], 10, 64)
-	st.stime, _ = strconv.ParseUint(f[12], 10, 64)
-	return st, nil
-}
-
-// allStats reads the stat line of every process on the machine.
-func allStats() map[int]procStat {
-	ents, _ := os.ReadDir("/proc")
-	m := make(map[int]procStat, len(ents))
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := readStat(pid); err == nil {
-			m[pid] = st
-		}
-	}
-	return m
-}
 
 // supervisorPids returns root and every descendant of root that is not a
 // service: the processes whose cost is the supervisor's. For runit that is
@@ -73,10 +21,10 @@ func allStats() map[int]procStat {
 // keeps). A process is a service when its pid is in services or its
 // executable is the marker; service descendants are skipped too.
 func supervisorPids(root int, services map[int]bool, markerExe string) []int {
-	stats := allStats()
+	stats := benchkit.AllStats()
 	children := map[int][]int{}
 	for pid, st := range stats {
-		children[st.ppid] = append(children[st.ppid], pid)
+		children[st.PPID] = append(children[st.PPID], pid)
 	}
 	var out []int
 	queue := []int{root}
@@ -86,7 +34,7 @@ func supervisorPids(root int, services map[int]bool, markerExe string) []int {
 		if pid != root && (services[pid] || exeIs(pid, markerExe)) {
 			continue
 		}
-		if st, ok := stats[pid]; !ok || st.state == 'Z' {
+		if st, ok := stats[pid]; !ok || st.State == 'Z' {
 			continue
 		}
 		out = append(out, pid)
@@ -97,15 +45,8 @@ func supervisorPids(root int, services map[int]bool, markerExe string) []int {
 
 // exeIs tells whether /proc/PID/exe is the file at path.
 func exeIs(pid int, path string) bool {
-	l, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	return err == nil && filepath.Clean(l) == path
-}
-
-// alive tells whether pid exists and has not yet been reaped. A zombie
-// counts as gone: it has exited, only its supervisor's wait is pending.
-func alive(pid int) bool {
-	st, err := readStat(pid)
-	return err == nil && st.state != 'Z'
+	l := benchkit.ExeOf(pid)
+	return l != "" && filepath.Clean(l) == path
 }
 
 // statusNumber returns the number in a "Name:   N [kB]" line of a /proc file
@@ -166,12 +107,12 @@ type cpuSample struct {
 func sampleCPU(pids []int) cpuSample {
 	var s cpuSample
 	for _, pid := range pids {
-		st, err := readStat(pid)
+		st, err := benchkit.ReadStat(pid)
 		if err != nil {
 			s.missing++
 			continue
 		}
-		s.ticks += st.utime + st.stime
+		s.ticks += st.Utime + st.Stime
 		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		for _, t := range tasks {
 			dir := fmt.Sprintf("/proc/%d/task/%s", pid, t.Name())

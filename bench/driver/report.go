@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 // ms formats a duration in milliseconds, with more digits when it is small.
@@ -125,7 +127,7 @@ func report(w io.Writer, o options, results []*result, loadBefore, loadAfter str
 			if r.idleProcs == 0 {
 				return "—"
 			}
-			return fmt.Sprint(r.idleTicks * 1000 / clockTicksPerSec)
+			return fmt.Sprint(r.idleTicks * 1000 / benchkit.ClockTicksPerSec)
 		}},
 		{fmt.Sprintf("idle CPU over %gs, schedstat (ms)", o.idle.Seconds()), func(r *result) string {
 			if r.idleProcs == 0 {
@@ -143,7 +145,7 @@ func report(w io.Writer, o options, results []*result, loadBefore, loadAfter str
 			if r.idleProcs == 0 {
 				return "—"
 			}
-			return fmt.Sprint(r.idleMachineTicks * 1000 / clockTicksPerSec)
+			return fmt.Sprint(r.idleMachineTicks * 1000 / benchkit.ClockTicksPerSec)
 		}},
 		{fmt.Sprintf("launch with %d declared services, until ready (ms)", n),
 			func(r *result) string { return orDash(r.launch, ms) }},

@@ -1,8 +1,9 @@
 package main
 
 import (
-	"sort"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 // summary describes a sample of durations.
@@ -11,20 +12,14 @@ type summary struct {
 	min, median, p90, max time.Duration
 }
 
-// summarize sorts a copy of d. Percentiles are nearest-rank: p90 is the
-// smallest value with at least 90% of the sample at or below it.
+// summarize takes nearest-rank percentiles: p90 is the smallest value
+// with at least 90% of the sample at or below it. The median is the
+// nearest-rank one too, the lower middle value of an even sample (not
+// benchkit.Median, the mean of the two middle ones).
 func summarize(d []time.Duration) summary {
 	if len(d) == 0 {
 		return summary{}
 	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	rank := func(p float64) time.Duration {
-		i := int(p*float64(len(s))+0.999999) - 1
-		if i < 0 {
-			i = 0
-		}
-		return s[i]
-	}
-	return summary{n: len(s), min: s[0], median: rank(0.5), p90: rank(0.9), max: s[len(s)-1]}
+	return summary{n: len(d), min: benchkit.Quantile(d, 0), median: benchkit.Quantile(d, 0.5),
+		p90: benchkit.Quantile(d, 0.9), max: benchkit.Quantile(d, 1)}
 }

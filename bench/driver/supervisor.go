@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"time"
 )
 
 // via says how a command reaches the supervisor: through the command-line
@@ -92,18 +91,4 @@ func countLines(s string) int {
 		}
 	}
 	return n
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(timeout, every time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if !time.Now().Before(deadline) {
-			return false
-		}
-		sleepUntil(deadline, every)
-	}
 }

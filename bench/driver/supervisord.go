@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 // supervisord is Supervisor 4, driven through supervisorctl (CLI) or its
@@ -18,7 +20,7 @@ import (
 type supervisord struct {
 	dir, conf, sock string
 	n               int
-	p               *proc
+	p               *benchkit.Child
 	rpc             *http.Client
 }
 
@@ -86,18 +88,18 @@ stderr_logfile=NONE
 			return d.DialContext(ctx, "unix", s.sock)
 		},
 	}}
-	p, err := launch(dir, filepath.Join(dir, "supervisord.out"), nil, "supervisord", "-c", s.conf)
+	p, err := benchkit.Start(benchkit.Spec{Dir: dir, Log: filepath.Join(dir, "supervisord.out"), KeepManagerEnv: true}, "supervisord", "-c", s.conf)
 	if err != nil {
 		return err
 	}
 	s.p = p
-	if !waitFor(60*time.Second, 20*time.Millisecond, func() bool {
-		if !p.running() {
+	if !benchkit.WaitFor(60*time.Second, 20*time.Millisecond, func() bool {
+		if !p.Running() {
 			return true
 		}
 		out, err := s.call("supervisor.getState")
 		return err == nil && strings.Contains(out, "RUNNING")
-	}) || !p.running() {
+	}) || !p.Running() {
 		return fmt.Errorf("supervisord did not come up (see %s/supervisord.out)", dir)
 	}
 	return nil
@@ -123,7 +125,7 @@ func (s *supervisord) call(method string) (string, error) {
 	return string(b), nil
 }
 
-func (s *supervisord) root() int { return s.p.pid() }
+func (s *supervisord) root() int { return s.p.Pid() }
 
 func (s *supervisord) ctl(args ...string) []string {
 	return append([]string{"supervisorctl", "-c", s.conf}, args...)
@@ -161,6 +163,6 @@ func (s *supervisord) stop() error {
 	if s.p == nil {
 		return nil
 	}
-	syscall.Kill(s.p.pid(), syscall.SIGTERM)
-	return s.p.wait(60 * time.Second)
+	syscall.Kill(s.p.Pid(), syscall.SIGTERM)
+	return s.p.Wait(60 * time.Second)
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 // scanner is a daemontools-style supervision tree: a scanner process
@@ -34,7 +36,7 @@ type scanner struct {
 	dir      string
 	scandir  string
 	services []string // absolute paths of the service directories
-	p        *proc
+	p        *benchkit.Child
 }
 
 // s6NotificationFd is the fd s6-supervise gives the service for its
@@ -115,7 +117,7 @@ func (s *scanner) launch(dir string, n int, markerFile string) error {
 		argv = []string{"s6-svscan", "-c", fmt.Sprint(2*n + 16), s.scandir}
 		env = append(env, "MARKER_READY_FD="+s6NotificationFd)
 	}
-	p, err := launch(dir, filepath.Join(dir, s.flavor+".out"), env, argv...)
+	p, err := benchkit.Start(benchkit.Spec{Dir: dir, Log: filepath.Join(dir, s.flavor+".out"), Env: env, KeepManagerEnv: true}, argv...)
 	if err != nil {
 		return err
 	}
@@ -124,17 +126,17 @@ func (s *scanner) launch(dir string, n int, markerFile string) error {
 	// opening a fifo for writing without blocking fails with ENXIO until
 	// a reader has it open.
 	pending := append([]string(nil), s.services...)
-	if !waitFor(60*time.Second, 10*time.Millisecond, func() bool {
+	if !benchkit.WaitFor(60*time.Second, 10*time.Millisecond, func() bool {
 		for len(pending) > 0 {
 			fd, err := syscall.Open(filepath.Join(pending[0], "supervise", "control"), syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 			if err != nil {
-				return !p.running()
+				return !p.Running()
 			}
 			syscall.Close(fd)
 			pending = pending[1:]
 		}
 		return true
-	}) || !p.running() {
+	}) || !p.Running() {
 		return fmt.Errorf("%s: %d service supervisors not listening (see %s)", s.flavor, len(pending), dir)
 	}
 	return nil
@@ -157,7 +159,7 @@ func (s *scanner) writeRun(path string) error {
 	return os.WriteFile(path, []byte(script), 0o755)
 }
 
-func (s *scanner) root() int { return s.p.pid() }
+func (s *scanner) root() int { return s.p.Pid() }
 
 // control writes a one-letter command to every service's control fifo.
 func (s *scanner) control(letter string) error {
@@ -254,17 +256,17 @@ func (s *scanner) stop() error {
 	if s.flavor == "runit" {
 		sig = syscall.SIGHUP
 	}
-	syscall.Kill(s.p.pid(), sig)
-	if err := s.p.wait(30 * time.Second); err != nil {
+	syscall.Kill(s.p.Pid(), sig)
+	if err := s.p.Wait(30 * time.Second); err != nil {
 		return err
 	}
 	// The per-service supervisors may outlive the scanner by a moment;
 	// the driver adopts and reaps them.
-	if !waitFor(10*time.Second, 20*time.Millisecond, func() bool {
+	if !benchkit.WaitFor(10*time.Second, 20*time.Millisecond, func() bool {
 		reapOrphans()
-		return syscall.Kill(-s.p.pid(), 0) != nil
+		return syscall.Kill(-s.p.Pid(), 0) != nil
 	}) {
-		return fmt.Errorf("%s: processes left in group %d", s.flavor, s.p.pid())
+		return fmt.Errorf("%s: processes left in group %d", s.flavor, s.p.Pid())
 	}
 	return nil
 }

@@ -11,12 +11,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 type options struct {
@@ -31,38 +31,9 @@ type options struct {
 	cases, bigCases, phases              string
 }
 
-func envInt(name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		fmt.Fprintf(os.Stderr, "driver: %s=%q is not a count\n", name, v)
-		os.Exit(2)
-	}
-	return n
-}
-
-func envStr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "== "+format+"\n", args...)
-}
-
-// listed tells whether a comma separated list holds word.
-func listed(list, word string) bool {
-	for _, w := range strings.Split(list, ",") {
-		if strings.TrimSpace(w) == word {
-			return true
-		}
-	}
-	return false
+// wrk is how every wrk run of a trial or of the upgrades is made.
+func (o *options) wrk(dur time.Duration) benchkit.Wrk {
+	return benchkit.Wrk{Threads: o.wrkThreads, Conns: o.wrkConns, Duration: dur}
 }
 
 func main() {
@@ -88,35 +59,30 @@ func main() {
 			*p = a
 		}
 	}
-	o.workers = envInt("WORKERS", 4)
-	o.bigWorkers = envInt("BIG_WORKERS", 8)
-	o.reps = envInt("REPS", 3)
-	o.bigReps = envInt("BIG_REPS", 1)
-	o.wrkThreads = envInt("WRK_THREADS", 2)
-	o.wrkConns = envInt("WRK_CONNS", 16)
-	o.wrkDur = time.Duration(envInt("WRK_SECS", 10)) * time.Second
-	o.bigWrkDur = time.Duration(envInt("BIG_WRK_SECS", 6)) * time.Second
-	o.restartAt = time.Duration(envInt("RESTART_AT_MS", 2000)) * time.Millisecond
-	o.upgrades = envInt("UPGRADES", 20)
-	o.starterInterval = envInt("STARTER_INTERVAL", 1)
+	o.workers = benchkit.EnvInt("WORKERS", 4)
+	o.bigWorkers = benchkit.EnvInt("BIG_WORKERS", 8)
+	o.reps = benchkit.EnvInt("REPS", 3)
+	o.bigReps = benchkit.EnvInt("BIG_REPS", 1)
+	o.wrkThreads = benchkit.EnvInt("WRK_THREADS", 2)
+	o.wrkConns = benchkit.EnvInt("WRK_CONNS", 16)
+	o.wrkDur = time.Duration(benchkit.EnvInt("WRK_SECS", 10)) * time.Second
+	o.bigWrkDur = time.Duration(benchkit.EnvInt("BIG_WRK_SECS", 6)) * time.Second
+	o.restartAt = time.Duration(benchkit.EnvInt("RESTART_AT_MS", 2000)) * time.Millisecond
+	o.upgrades = benchkit.EnvInt("UPGRADES", 20)
+	o.starterInterval = benchkit.EnvInt("STARTER_INTERVAL", 1)
 	var keys []string
 	for _, c := range cases {
 		keys = append(keys, c.key)
 	}
-	o.cases = envStr("CASES", strings.Join(keys, ","))
+	o.cases = benchkit.EnvStr("CASES", strings.Join(keys, ","))
 	// 8 workers: the rolling restarts. Not the second cfkd worker
 	// program, nor supervisord's group restart (not rolling: the 4-worker
 	// table shows what it does to the socket).
-	o.bigCases = envStr("BIG_CASES", "cfkd1,cfkd2,supervisord1by1,starman,gunicorn")
-	o.phases = envStr("PHASES", "restart,big,upgrade")
+	o.bigCases = benchkit.EnvStr("BIG_CASES", "cfkd1,cfkd2,supervisord1by1,starman,gunicorn")
+	o.phases = benchkit.EnvStr("PHASES", "restart,big,upgrade")
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	go func() {
-		<-sig
-		killAll()
-		os.Exit(130)
-	}()
+	// On TERM or INT (run.sh's trap), stop every peer we started.
+	benchkit.ExitOnSignal(func(os.Signal) { benchkit.KillAll(benchkit.TermGrace) }, syscall.SIGTERM, syscall.SIGINT)
 
 	rep := &report{o: o, started: time.Now()}
 	for _, phase := range []struct {
@@ -130,26 +96,26 @@ func main() {
 		{"restart", o.workers, o.reps, o.wrkDur, &rep.restarts, o.cases},
 		{"big", o.bigWorkers, o.bigReps, o.bigWrkDur, &rep.big, o.bigCases},
 	} {
-		if !listed(o.phases, phase.name) || phase.reps == 0 {
+		if !benchkit.Listed(o.phases, phase.name) || phase.reps == 0 {
 			continue
 		}
 		for _, c := range cases {
-			if !listed(phase.keys, c.key) {
+			if !benchkit.Listed(phase.keys, c.key) {
 				continue
 			}
-			logf("%s: %d workers, %d restarts under wrk", c.label, phase.n, phase.reps)
+			benchkit.Logf("%s: %d workers, %d restarts under wrk", c.label, phase.n, phase.reps)
 			cr, err := runCase(o, c, phase.name, phase.n, phase.reps, phase.dur)
 			if err != nil {
-				fail(fmt.Errorf("%s: %w", c.key, err))
+				benchkit.Fail(fmt.Errorf("%s: %w", c.key, err))
 			}
 			*phase.out = append(*phase.out, cr)
 		}
 	}
-	if listed(o.phases, "upgrade") && o.upgrades > 0 {
-		logf("cfkd: %d upgrades idle, %d under wrk", o.upgrades, o.upgrades)
+	if benchkit.Listed(o.phases, "upgrade") && o.upgrades > 0 {
+		benchkit.Logf("cfkd: %d upgrades idle, %d under wrk", o.upgrades, o.upgrades)
 		u, err := upgrades(o)
 		if err != nil {
-			fail(fmt.Errorf("upgrade: %w", err))
+			benchkit.Fail(fmt.Errorf("upgrade: %w", err))
 		}
 		rep.upgrade = u
 	}
@@ -180,9 +146,9 @@ func runCase(o *options, c peerCase, phase string, n, reps int, dur time.Duratio
 		if err != nil {
 			return cr, err
 		}
-		logf("  %d: errors %d (connect %d read %d write %d timeout %d non-2xx %d), p99 %v, %.0f req/s, restart %v (finished %v), command returned after %v, probes %d/%d failed, other processes %.0f%% of the machine%s",
-			i+1, t.wrk.errors(), t.wrk.connect, t.wrk.read, t.wrk.write, t.wrk.timeout, t.wrk.non2xx,
-			t.wrk.p99, t.wrk.rps, t.duration.Round(time.Millisecond), t.finished,
+		benchkit.Logf("  %d: errors %d (connect %d read %d write %d timeout %d non-2xx %d), p99 %v, %.0f req/s, restart %v (finished %v), command returned after %v, probes %d/%d failed, other processes %.0f%% of the machine%s",
+			i+1, t.wrk.Errors(), t.wrk.Connect, t.wrk.Read, t.wrk.Write, t.wrk.Timeout, t.wrk.Non2xx,
+			t.wrk.P99, t.wrk.RPS, t.duration.Round(time.Millisecond), t.finished,
 			t.cmdReturn.Round(time.Millisecond), t.probeErrs, t.probeReqs, 100*t.otherCPU, errNote(t.cmdErr))
 		cr.trials = append(cr.trials, t)
 		// Let the old generation's last processes go (an old starman
@@ -197,10 +163,4 @@ func errNote(err error) string {
 		return ""
 	}
 	return "; command failed: " + err.Error()
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "driver:", err)
-	killAll()
-	os.Exit(1)
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 	"github.com/controlfreak-go/cfk/console"
 )
 
@@ -60,7 +61,7 @@ type cfkdPool struct {
 	// instead of the Go worker: a program of another language that knows
 	// nothing of cfkd but systemd's LISTEN_FDS, and drains on TERM.
 	gunicorn bool
-	d        *child
+	d        *benchkit.Child
 	addr     string
 	target   string
 	cl       *console.Client
@@ -72,12 +73,12 @@ func (p *cfkdPool) up(n int) error {
 		return err
 	}
 	p.addr = "unix:" + filepath.Join(home, "sock")
-	d, err := start(p.dir, filepath.Join(p.dir, "cfkd.out"), nil, p.o.cfkd, "--home", home, "-a", p.addr)
+	d, err := benchkit.Start(benchkit.Spec{Dir: p.dir, Log: filepath.Join(p.dir, "cfkd.out")}, p.o.cfkd, "--home", home, "-a", p.addr)
 	if err != nil {
 		return err
 	}
 	p.d = d
-	if !waitFor(10*time.Second, 5*time.Millisecond, func() bool {
+	if !benchkit.WaitFor(10*time.Second, 5*time.Millisecond, func() bool {
 		cl, err := console.Dial(p.addr, time.Second)
 		p.cl = cl
 		return err == nil
@@ -129,14 +130,14 @@ func (p *cfkdPool) workers() []int {
 	if p.gunicorn {
 		// The gunicorn workers: the children of the services' masters.
 		var out []int
-		for _, pid := range descendants(p.d.pid()) {
-			if st, err := readStat(pid); err == nil && st.ppid != p.d.pid() {
+		for _, pid := range descendants(p.d.Pid()) {
+			if st, err := benchkit.ReadStat(pid); err == nil && st.PPID != p.d.Pid() {
 				out = append(out, pid)
 			}
 		}
 		return out
 	}
-	return withExe(descendants(p.d.pid()), p.o.worker)
+	return withExe(descendants(p.d.Pid()), p.o.worker)
 }
 
 func (p *cfkdPool) restart() (string, error) {
@@ -146,9 +147,9 @@ func (p *cfkdPool) restart() (string, error) {
 func (p *cfkdPool) down() {
 	_, _ = p.cl.Do("command shutdown")
 	select {
-	case <-p.d.exited:
+	case <-p.d.Exited():
 	case <-time.After(15 * time.Second):
-		p.d.stop(syscall.SIGKILL, time.Second)
+		p.d.Stop(syscall.SIGKILL, time.Second)
 	}
 }
 
@@ -161,7 +162,7 @@ type supervisordPool struct {
 	o        *options
 	dir      string
 	oneByOne bool
-	d        *child
+	d        *benchkit.Child
 	conf     string
 	port     int
 	names    []string
@@ -210,7 +211,7 @@ stdout_logfile=%[1]s/%%(program_name)s_%%(process_num)02d.log
 	for i := 0; i < n; i++ {
 		p.names = append(p.names, fmt.Sprintf("web:web_%02d", i))
 	}
-	d, err := start(p.dir, filepath.Join(p.dir, "supervisord.out"), nil, "supervisord", "-c", p.conf)
+	d, err := benchkit.Start(benchkit.Spec{Dir: p.dir, Log: filepath.Join(p.dir, "supervisord.out")}, "supervisord", "-c", p.conf)
 	if err != nil {
 		return err
 	}
@@ -220,7 +221,7 @@ stdout_logfile=%[1]s/%%(program_name)s_%%(process_num)02d.log
 
 func (p *supervisordPool) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", p.port) }
 
-func (p *supervisordPool) workers() []int { return withExe(descendants(p.d.pid()), p.o.worker) }
+func (p *supervisordPool) workers() []int { return withExe(descendants(p.d.Pid()), p.o.worker) }
 
 func (p *supervisordPool) restart() (string, error) {
 	if !p.oneByOne {
@@ -237,7 +238,7 @@ func (p *supervisordPool) restart() (string, error) {
 	return out.String(), nil
 }
 
-func (p *supervisordPool) down() { p.d.stop(syscall.SIGTERM, 15*time.Second) }
+func (p *supervisordPool) down() { p.d.Stop(syscall.SIGTERM, 15*time.Second) }
 
 // ---- Server::Starter + Starman -------------------------------------------------
 
@@ -248,7 +249,7 @@ func (p *supervisordPool) down() { p.d.stop(syscall.SIGTERM, 15*time.Second) }
 type starterPool struct {
 	o    *options
 	dir  string
-	d    *child
+	d    *benchkit.Child
 	port int
 }
 
@@ -268,7 +269,7 @@ func (p *starterPool) up(n int) error {
 	if err := os.WriteFile(app, []byte(psgiApp), 0o644); err != nil {
 		return err
 	}
-	d, err := start(p.dir, filepath.Join(p.dir, "start_server.out"), nil, "start_server",
+	d, err := benchkit.Start(benchkit.Spec{Dir: p.dir, Log: filepath.Join(p.dir, "start_server.out")}, "start_server",
 		fmt.Sprintf("--port=127.0.0.1:%d", port),
 		fmt.Sprintf("--interval=%d", p.o.starterInterval),
 		"--signal-on-hup=QUIT", "--signal-on-term=QUIT",
@@ -287,7 +288,7 @@ func (p *starterPool) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", 
 
 func (p *starterPool) workers() []int {
 	var out []int
-	for _, pid := range descendants(p.d.pid()) {
+	for _, pid := range descendants(p.d.Pid()) {
 		if strings.HasPrefix(cmdlineOf(pid), "starman worker") {
 			out = append(out, pid)
 		}
@@ -303,7 +304,7 @@ func (p *starterPool) restart() (string, error) {
 		"--status-file="+filepath.Join(p.dir, "start_server.status"))
 }
 
-func (p *starterPool) down() { p.d.stop(syscall.SIGTERM, 15*time.Second) }
+func (p *starterPool) down() { p.d.Stop(syscall.SIGTERM, 15*time.Second) }
 
 // ---- gunicorn --------------------------------------------------------------------
 
@@ -313,7 +314,7 @@ func (p *starterPool) down() { p.d.stop(syscall.SIGTERM, 15*time.Second) }
 type gunicornPool struct {
 	o    *options
 	dir  string
-	d    *child
+	d    *benchkit.Child
 	port int
 }
 
@@ -336,7 +337,7 @@ func (p *gunicornPool) up(n int) error {
 	if err := os.WriteFile(filepath.Join(p.dir, "app.py"), []byte(wsgiApp), 0o644); err != nil {
 		return err
 	}
-	d, err := start(p.dir, filepath.Join(p.dir, "gunicorn.out"), nil, p.o.gunicorn,
+	d, err := benchkit.Start(benchkit.Spec{Dir: p.dir, Log: filepath.Join(p.dir, "gunicorn.out")}, p.o.gunicorn,
 		"--workers", fmt.Sprint(n), "--bind", fmt.Sprintf("127.0.0.1:%d", port),
 		"--pid", filepath.Join(p.dir, "gunicorn.pid"), "--chdir", p.dir, "app:application")
 	if err != nil {
@@ -349,13 +350,13 @@ func (p *gunicornPool) up(n int) error {
 func (p *gunicornPool) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", p.port) }
 
 // workers are the master's children; gunicorn names none of its processes.
-func (p *gunicornPool) workers() []int { return descendants(p.d.pid()) }
+func (p *gunicornPool) workers() []int { return descendants(p.d.Pid()) }
 
 func (p *gunicornPool) restart() (string, error) {
-	return "", syscall.Kill(p.d.pid(), syscall.SIGHUP)
+	return "", syscall.Kill(p.d.Pid(), syscall.SIGHUP)
 }
 
-func (p *gunicornPool) down() { p.d.stop(syscall.SIGTERM, 35*time.Second) }
+func (p *gunicornPool) down() { p.d.Stop(syscall.SIGTERM, 35*time.Second) }
 
 // ---- shared ----------------------------------------------------------------------
 
@@ -364,7 +365,7 @@ func (p *gunicornPool) down() { p.d.stop(syscall.SIGTERM, 35*time.Second) }
 func withExe(pids []int, exe string) []int {
 	var out []int
 	for _, pid := range pids {
-		if exeOf(pid) == exe {
+		if benchkit.ExeOf(pid) == exe {
 			out = append(out, pid)
 		}
 	}
@@ -374,13 +375,13 @@ func withExe(pids []int, exe string) []int {
 // waitWorkers waits until the pool has exactly n workers and answers.
 func waitWorkers(p pool, n int) error {
 	var got []int
-	if !waitFor(20*time.Second, 20*time.Millisecond, func() bool {
+	if !benchkit.WaitFor(20*time.Second, 20*time.Millisecond, func() bool {
 		got = p.workers()
 		return len(got) == n
 	}) {
 		return fmt.Errorf("%d workers instead of %d after 20 s", len(got), n)
 	}
-	if _, err := probeOnce(p.url()); err != nil && !waitFor(10*time.Second, 50*time.Millisecond, func() bool {
+	if _, err := probeOnce(p.url()); err != nil && !benchkit.WaitFor(10*time.Second, 50*time.Millisecond, func() bool {
 		_, err := probeOnce(p.url())
 		return err == nil
 	}) {

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 type report struct {
@@ -39,10 +41,10 @@ func (r *report) write(w io.Writer) {
 			len(u.idle), o.workers, len(u.loaded), upgradePause, o.wrkThreads, o.wrkConns, int(o.wrkDur.Seconds()))
 		fmt.Fprintln(w, "| | median | max | wrk errors | wrk p99 | others |")
 		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
-		fmt.Fprintf(w, "| idle | %.0f ms | %.0f ms | | | |\n", median(u.idle), quantile(u.idle, 1))
-		fmt.Fprintf(w, "| wrk, no upgrade (control) | | | %d | %.2f ms | %.0f%% |\n", u.control.errors(), ms(u.control.p99), 100*u.controlOther)
-		fmt.Fprintf(w, "| under wrk | %.0f ms | %.0f ms | %d | %.2f ms | %.0f%% |\n\n", median(u.loaded), quantile(u.loaded, 1),
-			u.wrk.errors(), ms(u.wrk.p99), 100*u.otherCPU)
+		fmt.Fprintf(w, "| idle | %.0f ms | %.0f ms | | | |\n", benchkit.Median(u.idle), benchkit.Quantile(u.idle, 1))
+		fmt.Fprintf(w, "| wrk, no upgrade (control) | | | %d | %.2f ms | %.0f%% |\n", u.control.Errors(), benchkit.Millis(u.control.P99), 100*u.controlOther)
+		fmt.Fprintf(w, "| under wrk | %.0f ms | %.0f ms | %d | %.2f ms | %.0f%% |\n\n", benchkit.Median(u.loaded), benchkit.Quantile(u.loaded, 1),
+			u.wrk.Errors(), benchkit.Millis(u.wrk.P99), 100*u.otherCPU)
 		fmt.Fprintf(w, "Workers kept their pids through all %d upgrades: %v.\n\n", len(u.idle)+len(u.loaded), u.samePids)
 	}
 	fmt.Fprintf(w, "Driver time: %v.\n", time.Since(r.started).Round(time.Second))
@@ -56,42 +58,42 @@ func (r *report) table(w io.Writer, crs []caseResult) {
 		var probes, probeErrs int
 		unfinished := 0
 		for _, t := range cr.trials {
-			errs = append(errs, float64(t.wrk.errors()))
-			p99 = append(p99, ms(t.wrk.p99))
-			rps = append(rps, t.wrk.rps)
+			errs = append(errs, float64(t.wrk.Errors()))
+			p99 = append(p99, benchkit.Millis(t.wrk.P99))
+			rps = append(rps, t.wrk.RPS)
 			if t.finished {
-				dur = append(dur, ms(t.duration))
+				dur = append(dur, benchkit.Millis(t.duration))
 			} else {
 				unfinished++
 			}
-			ret = append(ret, ms(t.cmdReturn))
+			ret = append(ret, benchkit.Millis(t.cmdReturn))
 			other = append(other, 100*t.otherCPU)
 			probes += t.probeReqs
 			probeErrs += t.probeErrs
 		}
-		restart := fmt.Sprintf("%.0f ms", median(dur))
+		restart := fmt.Sprintf("%.0f ms", benchkit.Median(dur))
 		if unfinished > 0 {
 			restart += fmt.Sprintf(" (%d not done in %v)", unfinished, restartDeadline)
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %s | %.0f ms | %d of %d | %s |\n", cr.c.label,
-			trio(errs, "%.0f"), trio(p99, "%.1f ms"), median(rps), restart+" ("+each(cr.trials)+")",
-			median(ret), probeErrs, probes, trio(other, "%.0f%%"))
+			trio(errs, "%.0f"), trio(p99, "%.1f ms"), benchkit.Median(rps), restart+" ("+each(cr.trials)+")",
+			benchkit.Median(ret), probeErrs, probes, trio(other, "%.0f%%"))
 	}
 	fmt.Fprintln(w)
 	// The error kinds, summed over the runs, where there were any.
 	var lines []string
 	for _, cr := range crs {
-		var s wrkResult
+		var s benchkit.WrkResult
 		for _, t := range cr.trials {
-			s.connect += t.wrk.connect
-			s.read += t.wrk.read
-			s.write += t.wrk.write
-			s.timeout += t.wrk.timeout
-			s.non2xx += t.wrk.non2xx
+			s.Connect += t.wrk.Connect
+			s.Read += t.wrk.Read
+			s.Write += t.wrk.Write
+			s.Timeout += t.wrk.Timeout
+			s.Non2xx += t.wrk.Non2xx
 		}
-		if s.errors() > 0 {
+		if s.Errors() > 0 {
 			lines = append(lines, fmt.Sprintf("- %s: connect %d, read %d, write %d, timeout %d, non-2xx %d (sum of %d runs)",
-				cr.c.label, s.connect, s.read, s.write, s.timeout, s.non2xx, len(cr.trials)))
+				cr.c.label, s.Connect, s.Read, s.Write, s.Timeout, s.Non2xx, len(cr.trials)))
 		}
 	}
 	if len(lines) > 0 {
@@ -101,7 +103,7 @@ func (r *report) table(w io.Writer, crs []caseResult) {
 
 // trio is the median, then every value in brackets when there are several.
 func trio(xs []float64, format string) string {
-	s := fmt.Sprintf(format, median(xs))
+	s := fmt.Sprintf(format, benchkit.Median(xs))
 	if len(xs) > 1 {
 		var all []string
 		for _, x := range xs {
@@ -117,7 +119,7 @@ func each(ts []trial) string {
 	var all []string
 	for _, t := range ts {
 		if t.finished {
-			all = append(all, fmt.Sprintf("%.0f", ms(t.duration)))
+			all = append(all, fmt.Sprintf("%.0f", benchkit.Millis(t.duration)))
 		} else {
 			all = append(all, "—")
 		}

@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 // trial is one restart under load.
 type trial struct {
-	wrk       wrkResult
+	wrk       benchkit.WrkResult
 	finished  bool          // the new pool was complete before the deadline
 	duration  time.Duration // restart command → every old worker gone and n new ones answered
 	cmdReturn time.Duration // restart command → the command returned
@@ -34,15 +36,15 @@ const probeGoroutines = 4
 func measure(p pool, o *options, n int, wrkDur time.Duration, saveAs string) (trial, error) {
 	var t trial
 	var old []int
-	if !waitFor(15*time.Second, 20*time.Millisecond, func() bool { old = p.workers(); return len(old) == n }) {
+	if !benchkit.WaitFor(15*time.Second, 20*time.Millisecond, func() bool { old = p.workers(); return len(old) == n }) {
 		return t, fmt.Errorf("the pool has %d workers, not %d, before the restart", len(old), n)
 	}
 	isOld := map[int]bool{}
 	for _, pid := range old {
 		isOld[pid] = true
 	}
-	others0, start := otherCPU(), time.Now()
-	w, err := startWrk(o.wrkThreads, o.wrkConns, wrkDur, p.url())
+	others0, start := benchkit.OtherCPU(), time.Now()
+	w, err := o.wrk(wrkDur).Start(p.url())
 	if err != nil {
 		return t, err
 	}
@@ -73,7 +75,7 @@ func measure(p pool, o *options, n int, wrkDur time.Duration, saveAs string) (tr
 		}
 		if oldGoneAt.IsZero() {
 			for _, pid := range old {
-				if !gone[pid] && !alive(pid) {
+				if !gone[pid] && !benchkit.Alive(pid) {
 					gone[pid] = true
 				}
 			}
@@ -84,7 +86,7 @@ func measure(p pool, o *options, n int, wrkDur time.Duration, saveAs string) (tr
 		if !oldGoneAt.IsZero() {
 			last, count := oldGoneAt, 0
 			for pid, at := range pr.seen() {
-				if isOld[pid] || !alive(pid) {
+				if isOld[pid] || !benchkit.Alive(pid) {
 					continue
 				}
 				count++
@@ -110,10 +112,10 @@ func measure(p pool, o *options, n int, wrkDur time.Duration, saveAs string) (tr
 	if cmdRes != nil {
 		t.cmdReturn, t.output, t.cmdErr = cmdRes.at.Sub(t0), cmdRes.out, cmdRes.err
 	}
-	t.wrk, err = w.wait(saveAs)
+	t.wrk, err = w.Wait(saveAs)
 	if err != nil {
 		return t, err
 	}
-	t.otherCPU = otherShare(others0, otherCPU(), time.Since(start))
+	t.otherCPU = benchkit.OtherShare(others0, benchkit.OtherCPU(), time.Since(start))
 	return t, nil
 }

@@ -7,18 +7,20 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 // upgradeResult is `cfkctl upgrade` run again and again on a cfkd with a
 // pool of workers, idle and then under wrk.
 type upgradeResult struct {
-	idle, loaded []float64 // console silence in ms, as cfkctl prints it
-	wrk          wrkResult // the wrk run during the loaded upgrades
-	samePids     bool      // every worker kept its pid through all upgrades
-	otherCPU     float64   // share of the machine other processes used during the wrk run
+	idle, loaded []float64          // console silence in ms, as cfkctl prints it
+	wrk          benchkit.WrkResult // the wrk run during the loaded upgrades
+	samePids     bool               // every worker kept its pid through all upgrades
+	otherCPU     float64            // share of the machine other processes used during the wrk run
 	// The same wrk run on the same pool just before, with no upgrade:
 	// what the workers' latency is without cfkd re-executing.
-	control      wrkResult
+	control      benchkit.WrkResult
 	controlOther float64
 }
 
@@ -59,18 +61,18 @@ func upgrades(o *options) (*upgradeResult, error) {
 		}
 		r.idle = append(r.idle, v)
 	}
-	others0, start := otherCPU(), time.Now()
-	w, err := startWrk(o.wrkThreads, o.wrkConns, o.wrkDur, p.url())
+	others0, start := benchkit.OtherCPU(), time.Now()
+	w, err := o.wrk(o.wrkDur).Start(p.url())
 	if err != nil {
 		return nil, err
 	}
-	if r.control, err = w.wait(filepath.Join(dir, "wrk-control.out")); err != nil {
+	if r.control, err = w.Wait(filepath.Join(dir, "wrk-control.out")); err != nil {
 		return nil, err
 	}
-	r.controlOther = otherShare(others0, otherCPU(), time.Since(start))
+	r.controlOther = benchkit.OtherShare(others0, benchkit.OtherCPU(), time.Since(start))
 
-	others0, start = otherCPU(), time.Now()
-	w, err = startWrk(o.wrkThreads, o.wrkConns, o.wrkDur, p.url())
+	others0, start = benchkit.OtherCPU(), time.Now()
+	w, err = o.wrk(o.wrkDur).Start(p.url())
 	if err != nil {
 		return nil, err
 	}
@@ -78,16 +80,16 @@ func upgrades(o *options) (*upgradeResult, error) {
 	for i := 0; i < o.upgrades; i++ {
 		v, err := one()
 		if err != nil {
-			_, _ = w.wait(filepath.Join(dir, "wrk.out"))
+			_, _ = w.Wait(filepath.Join(dir, "wrk.out"))
 			return nil, err
 		}
 		r.loaded = append(r.loaded, v)
 		time.Sleep(upgradePause)
 	}
-	if r.wrk, err = w.wait(filepath.Join(dir, "wrk.out")); err != nil {
+	if r.wrk, err = w.Wait(filepath.Join(dir, "wrk.out")); err != nil {
 		return nil, err
 	}
-	r.otherCPU = otherShare(others0, otherCPU(), time.Since(start))
+	r.otherCPU = benchkit.OtherShare(others0, benchkit.OtherCPU(), time.Since(start))
 	after := p.workers()
 	r.samePids = len(before) == len(after)
 	in := map[int]bool{}

@@ -5,15 +5,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 	"github.com/controlfreak-go/cfk/console"
 )
 
 // cfkd is a cfkd of this repository, in the foreground, with its own home.
 type cfkd struct {
 	home, addr string
-	proc       *child
+	proc       *benchkit.Child
 	console    *console.Client
 }
 
@@ -22,12 +24,12 @@ func startCfkd(bin, home string) (*cfkd, error) {
 		return nil, err
 	}
 	c := &cfkd{home: home, addr: "unix:" + filepath.Join(home, "sock")}
-	p, err := start(filepath.Join(home, "cfkd.out"), nil, bin, "--home", home, "-a", c.addr)
+	p, err := benchkit.Start(benchkit.Spec{Log: filepath.Join(home, "cfkd.out")}, bin, "--home", home, "-a", c.addr)
 	if err != nil {
 		return nil, err
 	}
 	c.proc = p
-	if !waitFor(10*time.Second, 5*time.Millisecond, func() bool {
+	if !benchkit.WaitFor(10*time.Second, 5*time.Millisecond, func() bool {
 		cl, err := console.Dial(c.addr, time.Second)
 		if err != nil {
 			return false
@@ -35,7 +37,7 @@ func startCfkd(bin, home string) (*cfkd, error) {
 		c.console = cl
 		return true
 	}) {
-		p.stop(time.Second)
+		p.Stop(syscall.SIGTERM, time.Second)
 		return nil, fmt.Errorf("cfkd did not serve %s (see %s/cfkd.out)", c.addr, home)
 	}
 	return c, nil
@@ -83,9 +85,9 @@ func (c *cfkd) socketAddr(name string) (string, error) {
 func (c *cfkd) shutdown() {
 	_, _ = c.console.Do("command shutdown")
 	select {
-	case <-c.proc.exited:
+	case <-c.proc.Exited():
 	case <-time.After(10 * time.Second):
-		c.proc.stop(time.Second)
+		c.proc.Stop(syscall.SIGTERM, time.Second)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 // The by-hand pool: what an operator gets without a supervisor on the
@@ -41,7 +43,7 @@ func launch(worker string, n int, addrFile string) error {
 		// the fork: the driver re-executes itself as an exec step that
 		// sets it and execs the worker in the same process.
 		cmd := exec.Command(self, "-exec-step", worker)
-		cmd.Env = append(cleanEnv(), "LISTEN_FDS=1", "LISTEN_FDNAMES=web",
+		cmd.Env = append(benchkit.CleanEnv(), "LISTEN_FDS=1", "LISTEN_FDNAMES=web",
 			fmt.Sprintf("CONTROL_FREAK_SERVICE=h%d", i))
 		cmd.ExtraFiles = []*os.File{ls}
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -115,19 +117,4 @@ func execStep(argv []string) error {
 		return err
 	}
 	return syscall.Exec(argv[0], argv, os.Environ())
-}
-
-// cleanEnv is our environment without a service manager's variables,
-// which must not reach the workers.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
 }

@@ -13,12 +13,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 type options struct {
@@ -33,21 +32,9 @@ type options struct {
 	same                       string // "", or "cfkd" / "hand": an A/A run
 }
 
-func envInt(name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		fmt.Fprintf(os.Stderr, "driver: %s=%q is not a count\n", name, v)
-		os.Exit(2)
-	}
-	return n
-}
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "== "+format+"\n", args...)
+// wrk is how every wrk run of the throughput comparison is made.
+func (o options) wrk(dur time.Duration, closeConns bool) benchkit.Wrk {
+	return benchkit.Wrk{Threads: o.wrkThreads, Conns: o.wrkConns, Duration: dur, CloseConns: closeConns}
 }
 
 func main() {
@@ -78,19 +65,19 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	o.rounds = envInt("ROUNDS", 5)
-	o.quietPct = envInt("QUIET_PCT", 10)
+	o.rounds = benchkit.EnvInt("ROUNDS", 5)
+	o.quietPct = benchkit.EnvInt("QUIET_PCT", 10)
 	switch o.same = os.Getenv("SAME"); o.same {
 	case "", "cfkd", "hand":
 	default:
 		fmt.Fprintf(os.Stderr, "driver: SAME=%q: cfkd or hand\n", o.same)
 		os.Exit(2)
 	}
-	o.wrkThreads = envInt("WRK_THREADS", 2)
-	o.wrkConns = envInt("WRK_CONNS", 32)
-	o.wrkDur = time.Duration(envInt("WRK_SECS", 10)) * time.Second
-	o.kills = envInt("KILLS", 40)
-	o.minAge = time.Duration(envInt("MIN_AGE_MS", 100)) * time.Millisecond
+	o.wrkThreads = benchkit.EnvInt("WRK_THREADS", 2)
+	o.wrkConns = benchkit.EnvInt("WRK_CONNS", 32)
+	o.wrkDur = time.Duration(benchkit.EnvInt("WRK_SECS", 10)) * time.Second
+	o.kills = benchkit.EnvInt("KILLS", 40)
+	o.minAge = time.Duration(benchkit.EnvInt("MIN_AGE_MS", 100)) * time.Millisecond
 	for _, p := range []*string{&o.cfkd, &o.worker, &o.marker, &o.work} {
 		if a, err := filepath.Abs(*p); err == nil {
 			*p = a
@@ -98,46 +85,24 @@ func main() {
 	}
 
 	// On TERM or INT (run.sh's trap), stop everything we started.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	go func() {
-		<-sig
-		killAll()
-		os.Exit(130)
-	}()
+	benchkit.ExitOnSignal(func(os.Signal) { benchkit.KillAll(benchkit.TermGrace) }, syscall.SIGTERM, syscall.SIGINT)
 
 	rep := &report{opts: o, started: time.Now()}
-	if phases := os.Getenv("PHASES"); phases == "" || contains(phases, "throughput") {
-		logf("throughput: cfkd pool vs by-hand pool, %d rounds of %v each", o.rounds, o.wrkDur)
+	if phases := os.Getenv("PHASES"); phases == "" || benchkit.Listed(phases, "throughput") {
+		benchkit.Logf("throughput: cfkd pool vs by-hand pool, %d rounds of %v each", o.rounds, o.wrkDur)
 		t, err := throughput(o)
 		if err != nil {
-			fail(err)
+			benchkit.Fail(err)
 		}
 		rep.throughput = t
 	}
-	if phases := os.Getenv("PHASES"); phases == "" || contains(phases, "respawn") {
-		logf("respawn: %d SIGKILLs per variant", o.kills)
+	if phases := os.Getenv("PHASES"); phases == "" || benchkit.Listed(phases, "respawn") {
+		benchkit.Logf("respawn: %d SIGKILLs per variant", o.kills)
 		r, err := respawn(o)
 		if err != nil {
-			fail(err)
+			benchkit.Fail(err)
 		}
 		rep.respawn = r
 	}
 	rep.write(os.Stdout)
-}
-
-// contains tells whether a comma separated list holds word.
-func contains(list, word string) bool {
-	for _, w := range strings.Split(list, ",") {
-		if strings.TrimSpace(w) == word {
-			return true
-		}
-	}
-	return false
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "driver:", err)
-	killAll()
-	os.Exit(1)
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 type report struct {
@@ -41,9 +43,9 @@ func (r *report) write(w io.Writer) {
 		med := make([]float64, len(variants))
 		for i, v := range variants {
 			l := rs.latencies[i]
-			med[i] = median(l)
+			med[i] = benchkit.Median(l)
 			fmt.Fprintf(w, "| %s | %.3f | %.3f | %.3f | %.3f | %d |\n", v.label,
-				median(l), quantile(l, 0.9), quantile(l, 0), quantile(l, 1), rs.bad[i])
+				benchkit.Median(l), benchkit.Quantile(l, 0.9), benchkit.Quantile(l, 0), benchkit.Quantile(l, 1), rs.bad[i])
 		}
 		fmt.Fprintf(w, "\nCost of the exec step (median `sockets=` minus median `tie_stdin_to=`): %.3f ms; "+
 			"`sockets=` minus no socket: %.3f ms.\n\n", med[2]-med[1], med[2]-med[0])
@@ -70,35 +72,35 @@ func (r *report) throughputTable(w io.Writer, mode loadMode, names [2]string, sa
 	var errs [2]int64
 	for i := range samples[0] {
 		x, y := samples[0][i], samples[1][i]
-		ratio := x.wrk.rps / y.wrk.rps
-		a, b, ratios = append(a, x.wrk.rps), append(b, y.wrk.rps), append(ratios, ratio)
-		ap99, bp99 = append(ap99, ms(x.wrk.p99)), append(bp99, ms(y.wrk.p99))
-		errs[0] += x.wrk.errors()
-		errs[1] += y.wrk.errors()
+		ratio := x.wrk.RPS / y.wrk.RPS
+		a, b, ratios = append(a, x.wrk.RPS), append(b, y.wrk.RPS), append(ratios, ratio)
+		ap99, bp99 = append(ap99, benchkit.Millis(x.wrk.P99)), append(bp99, benchkit.Millis(y.wrk.P99))
+		errs[0] += x.wrk.Errors()
+		errs[1] += y.wrk.Errors()
 		quiet := 100*x.otherCPU < float64(r.opts.quietPct) && 100*y.otherCPU < float64(r.opts.quietPct)
 		mark := ""
 		if quiet {
-			qa, qb, qratios = append(qa, x.wrk.rps), append(qb, y.wrk.rps), append(qratios, ratio)
+			qa, qb, qratios = append(qa, x.wrk.RPS), append(qb, y.wrk.RPS), append(qratios, ratio)
 		} else {
 			mark = " (busy)"
 		}
 		fmt.Fprintf(w, "| %d%s | %.0f | %.0f | %.3f | %.2f ms | %.2f ms | %s / %s | %.0f%% / %.0f%% | %v | %v |\n", i+1, mark,
-			x.wrk.rps, y.wrk.rps, ratio, ms(x.wrk.p99), ms(y.wrk.p99), x.spread, y.spread,
+			x.wrk.RPS, y.wrk.RPS, ratio, benchkit.Millis(x.wrk.P99), benchkit.Millis(y.wrk.P99), x.spread, y.spread,
 			100*x.otherCPU, 100*y.otherCPU, x.parentCPU, y.parentCPU)
 	}
 	fmt.Fprintf(w, "| **median, all** | **%.0f** | **%.0f** | **%.3f** | %.2f ms | %.2f ms | | | | |\n",
-		median(a), median(b), median(ratios), median(ap99), median(bp99))
+		benchkit.Median(a), benchkit.Median(b), benchkit.Median(ratios), benchkit.Median(ap99), benchkit.Median(bp99))
 	if len(qratios) > 0 && len(qratios) < len(ratios) {
 		fmt.Fprintf(w, "| **median, %d quiet** | **%.0f** | **%.0f** | **%.3f** | | | | | | |\n",
-			len(qratios), median(qa), median(qb), median(qratios))
+			len(qratios), benchkit.Median(qa), benchkit.Median(qb), benchkit.Median(qratios))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "Ratio of the medians (%s / %s), target ≥ 0.98: **%.3f** over all %d rounds", a0, b0, median(a)/median(b), len(a))
+	fmt.Fprintf(w, "Ratio of the medians (%s / %s), target ≥ 0.98: **%.3f** over all %d rounds", a0, b0, benchkit.Median(a)/benchkit.Median(b), len(a))
 	switch {
 	case len(qratios) == 0:
 		fmt.Fprintf(w, " (no quiet round: the figures are not worth much)")
 	case len(qratios) < len(ratios):
-		fmt.Fprintf(w, ", **%.3f** over the %d quiet ones", median(qa)/median(qb), len(qratios))
+		fmt.Fprintf(w, ", **%.3f** over the %d quiet ones", benchkit.Median(qa)/benchkit.Median(qb), len(qratios))
 	}
 	fmt.Fprintf(w, ". wrk errors: %s %d, %s %d.\n\n", a0, errs[0], b0, errs[1])
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 // A respawn variant is one service of the respawn measurement: the same
@@ -115,7 +117,7 @@ func respawn(o options) (*respawnResult, error) {
 	current := make([]mark, len(variants))
 	for i, l := range logs {
 		var ms []mark
-		if !waitFor(5*time.Second, time.Millisecond, func() bool { ms = append(ms, l.next()...); return len(ms) > 0 }) {
+		if !benchkit.WaitFor(5*time.Second, time.Millisecond, func() bool { ms = append(ms, l.next()...); return len(ms) > 0 }) {
 			return nil, fmt.Errorf("%s never started (see %s)", variants[i].service, dir)
 		}
 		current[i] = ms[len(ms)-1]
@@ -132,7 +134,7 @@ func respawn(o options) (*respawnResult, error) {
 			if age < o.minAge {
 				time.Sleep(o.minAge - age)
 			}
-			if !waitFor(5*time.Second, time.Millisecond, func() bool { return c.state(v.service) == "running" }) {
+			if !benchkit.WaitFor(5*time.Second, time.Millisecond, func() bool { return c.state(v.service) == "running" }) {
 				return nil, fmt.Errorf("%s is not running but %s", v.service, c.state(v.service))
 			}
 			t0 := time.Now().UnixNano()
@@ -140,7 +142,7 @@ func respawn(o options) (*respawnResult, error) {
 				return nil, fmt.Errorf("kill %s pid %d: %w", v.service, current[i].pid, err)
 			}
 			var fresh []mark
-			if !waitFor(5*time.Second, 200*time.Microsecond, func() bool {
+			if !benchkit.WaitFor(5*time.Second, 200*time.Microsecond, func() bool {
 				fresh = append(fresh, logs[i].next()...)
 				return len(fresh) > 0
 			}) {

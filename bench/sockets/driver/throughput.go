@@ -10,7 +10,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/controlfreak-go/cfk/bench/internal/benchkit"
 )
 
 // pool is one of the two pools of the throughput comparison.
@@ -24,7 +27,7 @@ type pool struct {
 
 // runSample is one wrk run against one pool.
 type runSample struct {
-	wrk       wrkResult
+	wrk       benchkit.WrkResult
 	parentCPU time.Duration
 	// otherCPU is the share of the machine (0..1) that user processes
 	// other than the benchmark's used during the run.
@@ -94,8 +97,8 @@ func (r *throughputResult) round(o options, round int, pools [2]*pool) error {
 		}
 		r.served[i] = append(r.served[i], n)
 		// Warm-up: Go's runtime and the kernel's caches, not recorded.
-		if _, out, err := runWrk(o.wrkThreads, o.wrkConns, time.Second, p.url, false); err != nil {
-			return fmt.Errorf("%v\n%s", err, out)
+		if _, err := o.wrk(time.Second, false).Run(p.url); err != nil {
+			return err
 		}
 	}
 	order := []int{0, 1}
@@ -114,8 +117,8 @@ func (r *throughputResult) round(o options, round int, pools [2]*pool) error {
 
 // run is one wrk run of one load mode against one pool.
 func (r *throughputResult) run(o options, round, m int, mode loadMode, i int, p *pool) error {
-	before, _ := cpuTime(p.pid)
-	others0, t0 := otherCPU(), time.Now()
+	before := cpuTime(p.pid)
+	others0, t0 := benchkit.OtherCPU(), time.Now()
 	spread := make(chan string, 1)
 	go func() {
 		if mode.closeConns {
@@ -125,17 +128,17 @@ func (r *throughputResult) run(o options, round, m int, mode loadMode, i int, p 
 		time.Sleep(o.wrkDur / 2)
 		spread <- connSpread(p.port, o.workers)
 	}()
-	w, out, err := runWrk(o.wrkThreads, o.wrkConns, o.wrkDur, p.url, mode.closeConns)
+	w, err := o.wrk(o.wrkDur, mode.closeConns).Run(p.url)
 	if err != nil {
-		return fmt.Errorf("%v\n%s", err, out)
+		return err
 	}
-	others1, t1 := otherCPU(), time.Now()
-	after, _ := cpuTime(p.pid)
-	share := otherShare(others0, others1, t1.Sub(t0))
+	others1, t1 := benchkit.OtherCPU(), time.Now()
+	after := cpuTime(p.pid)
+	share := benchkit.OtherShare(others0, others1, t1.Sub(t0))
 	s := runSample{wrk: w, parentCPU: after - before, otherCPU: share, spread: <-spread}
 	r.samples[m][i] = append(r.samples[m][i], s)
-	logf("throughput round %d, %s, %s: %.0f req/s, p99 %v, errors %d, connections per worker %s, parent CPU %v, other processes %.0f%% of the machine",
-		round+1, mode.name, p.name, w.rps, w.p99, w.errors(), s.spread, s.parentCPU, 100*share)
+	benchkit.Logf("throughput round %d, %s, %s: %.0f req/s, p99 %v, errors %d, connections per worker %s, parent CPU %v, other processes %.0f%% of the machine",
+		round+1, mode.name, p.name, w.RPS, w.P99, w.Errors(), s.spread, s.parentCPU, 100*share)
 	return nil
 }
 
@@ -201,30 +204,36 @@ func cfkdPool(o options, dir string) (*pool, error) {
 		return nil, err
 	}
 	_, port, _ := strings.Cut(addr, ":")
-	return &pool{name: "cfkd", url: "http://" + addr + "/", port: port, pid: c.proc.pid(), stop: c.shutdown}, nil
+	return &pool{name: "cfkd", url: "http://" + addr + "/", port: port, pid: c.proc.Pid(), stop: c.shutdown}, nil
 }
 
 // handPool starts the by-hand launcher (this program with -launch).
 func handPool(o options, dir string) (*pool, error) {
 	addrFile := filepath.Join(dir, "byhand.addr")
 	self, _ := os.Executable()
-	l, err := start(filepath.Join(dir, "byhand.out"), nil, self, "-launch", "-worker", o.worker,
+	l, err := benchkit.Start(benchkit.Spec{Log: filepath.Join(dir, "byhand.out")}, self, "-launch", "-worker", o.worker,
 		"-workers", fmt.Sprint(o.workers), "-addr-file", addrFile)
 	if err != nil {
 		return nil, err
 	}
 	var addr string
-	if !waitFor(10*time.Second, 10*time.Millisecond, func() bool {
+	if !benchkit.WaitFor(10*time.Second, 10*time.Millisecond, func() bool {
 		b, err := os.ReadFile(addrFile)
 		addr = strings.TrimSpace(string(b))
 		return err == nil
 	}) {
-		l.stop(time.Second)
+		l.Stop(syscall.SIGTERM, time.Second)
 		return nil, fmt.Errorf("the by-hand launcher did not bind (see %s/byhand.out)", dir)
 	}
 	_, port, _ := strings.Cut(addr, ":")
-	return &pool{name: "by hand", url: "http://" + addr + "/", port: port, pid: l.pid(),
-		stop: func() { l.stop(10 * time.Second) }}, nil
+	return &pool{name: "by hand", url: "http://" + addr + "/", port: port, pid: l.Pid(),
+		stop: func() { l.Stop(syscall.SIGTERM, 10*time.Second) }}, nil
+}
+
+// cpuTime is the CPU time pid has used itself, 0 when it cannot be read.
+func cpuTime(pid int) time.Duration {
+	st, _ := benchkit.ReadStat(pid)
+	return st.CPU()
 }
 
 // connSpread counts the established connections on the pool's port per

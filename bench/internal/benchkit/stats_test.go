@@ -1,0 +1,61 @@
+package benchkit
+
+import (
+	"testing"
+	"time"
+)
+
+func TestQuantile(t *testing.T) {
+	// Unsorted on purpose: Quantile sorts a copy.
+	xs := []float64{7, 1, 10, 3, 5, 9, 2, 8, 4, 6}
+	for _, tc := range []struct {
+		q    float64
+		want float64
+	}{
+		{0, 1}, {0.1, 1}, {0.11, 2}, {0.5, 5}, {0.9, 9}, {0.91, 10}, {1, 10},
+	} {
+		if got := Quantile(xs, tc.q); got != tc.want {
+			t.Errorf("Quantile(1..10, %v) = %v, want %v", tc.q, got, tc.want)
+		}
+	}
+	if xs[0] != 7 {
+		t.Error("Quantile sorted its argument")
+	}
+	if got := Quantile([]float64(nil), 0.5); got != 0 {
+		t.Errorf("Quantile of nothing = %v, want 0", got)
+	}
+	// Durations, as bench/driver summarizes them: p90 of 3 is the largest.
+	ds := []time.Duration{3 * time.Millisecond, time.Millisecond, 2 * time.Millisecond}
+	if got := Quantile(ds, 0.9); got != 3*time.Millisecond {
+		t.Errorf("Quantile(1,2,3 ms, 0.9) = %v, want 3ms", got)
+	}
+	if got := Quantile(ds, 0.5); got != 2*time.Millisecond {
+		t.Errorf("Quantile(1,2,3 ms, 0.5) = %v, want 2ms", got)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		xs   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{4}, 4},
+		{[]float64{3, 1, 2}, 2},
+		{[]float64{4, 1, 3, 2}, 2.5}, // the mean of the two middle ones
+	} {
+		if got := Median(tc.xs); got != tc.want {
+			t.Errorf("Median(%v) = %v, want %v", tc.xs, got, tc.want)
+		}
+	}
+	// Median and Quantile(0.5) differ on an even sample.
+	if m, q := Median([]float64{1, 2}), Quantile([]float64{1, 2}, 0.5); m != 1.5 || q != 1 {
+		t.Errorf("Median(1,2) = %v, Quantile(1,2; 0.5) = %v; want 1.5 and 1", m, q)
+	}
+}
+
+func TestMillis(t *testing.T) {
+	if got := Millis(1500 * time.Microsecond); got != 1.5 {
+		t.Errorf("Millis(1.5ms) = %v", got)
+	}
+}
