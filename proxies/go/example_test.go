@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/controlfreak-go/cfk/internal/fakecfkd"
 	"github.com/controlfreak-go/cfk/proxies/go/example/table"
-	"github.com/controlfreak-go/cfk/proxies/go/internal/fakecfkd"
 )
 
 // startExample runs the example proxy (built without -race) under a fake
@@ -21,7 +21,7 @@ import (
 func startExample(t *testing.T, records int) *fakecfkd.Proxy {
 	t.Helper()
 	p, err := fakecfkd.Start(fakecfkd.Options{
-		Path:    exampleBin(t),
+		Path:    example.Path(t),
 		Args:    []string{"-records", strconv.Itoa(records)},
 		Sockets: []string{"web"},
 		Home:    t.TempDir(),
@@ -89,7 +89,7 @@ func TestExampleTableFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	p, err := fakecfkd.Start(fakecfkd.Options{Path: exampleBin(t), Args: []string{"-table", good}, Sockets: []string{"web"}, Home: dir})
+	p, err := fakecfkd.Start(fakecfkd.Options{Path: example.Path(t), Args: []string{"-table", good}, Sockets: []string{"web"}, Home: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestExampleTableFile(t *testing.T) {
 
 	bad := filepath.Join(dir, "bad.tbl")
 	os.WriteFile(bad, make([]byte, 33), 0o644)
-	p2, err := fakecfkd.Start(fakecfkd.Options{Path: exampleBin(t), Args: []string{"-table", bad}, Home: dir})
+	p2, err := fakecfkd.Start(fakecfkd.Options{Path: example.Path(t), Args: []string{"-table", bad}, Home: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,17 +12,15 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/controlfreak-go/cfk/proxies/go/internal/fakecfkd"
+	"github.com/controlfreak-go/cfk/internal/cfkdtest"
+	"github.com/controlfreak-go/cfk/internal/fakecfkd"
 )
 
 // The test binary doubles as a proxy program (the os/exec tests'
@@ -43,13 +41,7 @@ func TestMain(m *testing.M) {
 		startFds = probeFds()
 		Main(testApp)
 	}
-	code := m.Run()
-	if exampleBuilt {
-		if bin, err := buildExample(); err == nil {
-			os.RemoveAll(filepath.Dir(bin))
-		}
-	}
-	os.Exit(code)
+	cfkdtest.Main(m)
 }
 
 // probeFds lists the fds that survived exec, and what they are, without
@@ -200,33 +192,9 @@ func startTestProxyOut(t *testing.T, out *os.File, sharedBytes int, sockets []st
 	return p
 }
 
-// exampleBuilt says whether a test asked for the example binary.
-var exampleBuilt bool
-
-// buildExample builds the example proxy once, without the race detector,
-// so that what the memory test measures is what an operator would run.
-var buildExample = sync.OnceValues(func() (string, error) {
-	exampleBuilt = true
-	dir, err := os.MkdirTemp("", "cfkproxy-example")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "example")
-	out, err := exec.Command("go", "build", "-o", bin, "./example").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build ./example: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
-func exampleBin(t *testing.T) string {
-	t.Helper()
-	bin, err := buildExample()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
+// example is the example proxy, built without the race detector, so that
+// what the memory test measures is what an operator would run.
+var example = &cfkdtest.Program{Package: "./example"}
 
 // getInfo asks a test worker about itself through addr.
 func getInfo(t *testing.T, addr string) workerInfo {
@@ -256,39 +224,6 @@ func httpGet(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %s: %s", url, resp.Status, b)
 	}
 	return string(b)
-}
-
-// procStat returns the fields of /proc/PID/stat after the command name:
-// [0] state, [1] ppid, [2] pgrp, [3] session.
-func procStat(pid int) ([]string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("bad stat %q", s)
-	}
-	return strings.Fields(s[i+1:]), nil
-}
-
-// alive tells whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	st, err := procStat(pid)
-	return err == nil && st[0] != "Z"
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // pss is the proportional set size of pid in kB, from smaps_rollup.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/controlfreak-go/cfk/internal/cfkdtest"
 )
 
 // pipeWriterOn returns a pipeWriter on a fresh pipe and the read end.
@@ -104,7 +106,7 @@ func TestWriterToAClosedPipe(t *testing.T) {
 	r.Close()
 	w.put([]byte("first\n"))
 	w.flush(time.Now().Add(5 * time.Second))
-	waitFor(t, 5*time.Second, "the writer to see the broken pipe", func() bool { return !w.put([]byte("x\n")) })
+	cfkdtest.WaitFor(t, 5*time.Second, "the writer to see the broken pipe", func() bool { return !w.put([]byte("x\n")) })
 }
 
 // A worker's output: lines become log lines, a long line is cut, the last

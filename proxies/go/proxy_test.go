@@ -16,18 +16,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/controlfreak-go/cfk/proxies/go/internal/fakecfkd"
+	"github.com/controlfreak-go/cfk/internal/cfkdtest"
+	"github.com/controlfreak-go/cfk/internal/fakecfkd"
+	"github.com/controlfreak-go/cfk/internal/proctest"
 )
-
-// socketInode is the "socket:[N]" a fd of s links to.
-func socketInode(t *testing.T, s *fakecfkd.Socket) string {
-	t.Helper()
-	target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", s.File.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return target
-}
 
 func TestStartServeStop(t *testing.T) {
 	const size = 1<<20 + 123 // not a whole number of pages
@@ -49,15 +41,12 @@ func TestStartServeStop(t *testing.T) {
 	pid := st.Pid
 
 	t.Run("parent and session", func(t *testing.T) {
-		f, err := procStat(pid)
-		if err != nil {
-			t.Fatal(err)
+		st := proctest.ReadStat(t, pid)
+		if st.Parent != p.Cmd.Process.Pid {
+			t.Errorf("worker's parent is %d, want the proxy %d", st.Parent, p.Cmd.Process.Pid)
 		}
-		if f[1] != strconv.Itoa(p.Cmd.Process.Pid) {
-			t.Errorf("worker's parent is %s, want the proxy %d", f[1], p.Cmd.Process.Pid)
-		}
-		if f[2] != strconv.Itoa(pid) || f[3] != strconv.Itoa(pid) {
-			t.Errorf("worker's group %s and session %s, want its own (%d)", f[2], f[3], pid)
+		if st.Group != pid || st.Session != pid {
+			t.Errorf("worker's group %d and session %d, want its own (%d)", st.Group, st.Session, pid)
 		}
 	})
 
@@ -101,8 +90,8 @@ func TestStartServeStop(t *testing.T) {
 	})
 	t.Run("fds", func(t *testing.T) {
 		want := map[int]string{
-			0: socketInode(t, p.Sockets["fcgi"]),
-			3: socketInode(t, p.Sockets["web"]),
+			0: proctest.Target(t, p.Sockets["fcgi"].File),
+			3: proctest.Target(t, p.Sockets["web"].File),
 			4: "/memfd:" + memfdName + " (deleted)",
 		}
 		for fd := range 3 {
@@ -183,7 +172,7 @@ func TestStartServeStop(t *testing.T) {
 	if want := fmt.Sprintf(`{"status":"stopped","name":"w1","pid":%d,"exit_status":15}`, pid); st.Raw != want {
 		t.Errorf("status line %s, want %s", st.Raw, want)
 	}
-	waitFor(t, statusWait, "worker gone", func() bool { return !alive(pid) })
+	cfkdtest.WaitFor(t, statusWait, "worker gone", func() bool { return !proctest.Alive(pid) })
 }
 
 // proxyMemfdSeals opens the proxy's memfd through /proc and reads its seals.
@@ -321,16 +310,8 @@ func TestNoNewSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	getInfo(t, p.Sockets["web"].Addr) // serving
-	f, err := procStat(st.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf, err := procStat(p.Cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f[2] != pf[2] {
-		t.Errorf("worker's group %s, want the proxy's %s", f[2], pf[2])
+	if group, proxyGroup := proctest.ReadStat(t, st.Pid).Group, proctest.ReadStat(t, p.Cmd.Process.Pid).Group; group != proxyGroup {
+		t.Errorf("worker's group %d, want the proxy's %d", group, proxyGroup)
 	}
 	// stop signals the worker alone: the proxy, in the same group, lives.
 	p.Send(map[string]any{"command": "stop", "name": "same"})
@@ -376,7 +357,7 @@ func shutdownTest(t *testing.T, stop func(p *fakecfkd.Proxy), cmd string, wantSt
 		t.Errorf("proxy exited with %v, want 0", err)
 	}
 	for i, pid := range pids {
-		if alive(pid) {
+		if proctest.Alive(pid) {
 			t.Errorf("worker %d still running", pid)
 		}
 		st, err := p.WaitStatus(time.Second, 0, func(s fakecfkd.Status) bool { return s.Status == "stopped" && s.Pid == pid })

@@ -1,7 +1,6 @@
 package perlproxy_test
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +11,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/controlfreak-go/cfk/internal/cfkdtest"
+	"github.com/controlfreak-go/cfk/internal/proctest"
+	"github.com/controlfreak-go/cfk/internal/testenv"
 )
 
 // The wait statuses the protocol carries (Perl's $?).
@@ -37,36 +40,36 @@ func TestStartOutputEnvAndStop(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, options{preload: "our $PRELOADED_BY = $$;\n1;\n"})
 	svc := h.write("report.pl", reportScript)
-	h.start("w1", []string{svc, "a1", "a2"}, map[string]any{"env": map[string]string{"CUSTOM": "v 1"}})
-	pid := h.started("w1")
-	if pp := ppidOf(pid); pp != h.pid() {
-		t.Errorf("parent of the service is %d, want the proxy %d", pp, h.pid())
+	h.Start("w1", []string{svc, "a1", "a2"}, map[string]any{"env": map[string]string{"CUSTOM": "v 1"}})
+	pid := h.Started("w1")
+	if pp := proctest.ReadStat(t, pid).Parent; pp != h.Pid() {
+		t.Errorf("parent of the service is %d, want the proxy %d", pp, h.Pid())
 	}
-	if sid := sessionOf(pid); sid != pid {
+	if sid := proctest.ReadStat(t, pid).Session; sid != pid {
 		t.Errorf("service session %d, want its own (%d)", sid, pid)
 	}
-	if got, want := h.waitLog("out:w1:env "), "out:w1:env service=w1 enabled=1 custom=v 1 cfk="; got != want {
+	if got, want := h.WaitLog("out:w1:env "), "out:w1:env service=w1 enabled=1 custom=v 1 cfk="; got != want {
 		t.Errorf("env line %q, want %q", got, want)
 	}
-	h.waitLog("err:w1:to stderr")
-	if got, want := h.waitLog("out:w1:preloaded="), fmt.Sprintf("out:w1:preloaded=%d self=%d args=a1 a2", h.pid(), pid); got != want {
+	h.WaitLog("err:w1:to stderr")
+	if got, want := h.WaitLog("out:w1:preloaded="), fmt.Sprintf("out:w1:preloaded=%d self=%d args=a1 a2", h.Pid(), pid); got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	if got, want := cmdline(pid), "[cfk w1] "+svc+" a1 a2"; got != want {
+	if got, want := proctest.Cmdline(pid), "[cfk w1] "+svc+" a1 a2"; got != want {
 		t.Errorf("$0 is %q, want %q", got, want)
 	}
 	if fds := openFds(t, pid); !reflect.DeepEqual(fds, []int{0, 1, 2}) {
 		t.Errorf("service fds %v, want [0 1 2]", fds)
 	}
-	if in := fdTarget(pid, 0); in != "/dev/null" {
+	if in := proctest.Fds(t, pid)[0]; in != "/dev/null" {
 		t.Errorf("stdin is %s, want /dev/null", in)
 	}
 
-	h.stop("w1")
-	if ws := h.stopped("w1", pid); ws != waitTERM {
+	h.Stop("w1")
+	if ws := h.Stopped("w1", pid); ws != waitTERM {
 		t.Errorf("exit_status %d, want %d (SIGTERM)", ws, waitTERM)
 	}
-	if alive(pid) {
+	if proctest.Alive(pid) {
 		t.Error("service still alive after its stopped status")
 	}
 }
@@ -74,31 +77,31 @@ func TestStartOutputEnvAndStop(t *testing.T) {
 func TestExitStatus(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, options{})
-	h.start("e3", h.write("exit3.pl", "exit 3;\n"), nil)
-	pid := h.started("e3")
-	if ws := h.stopped("e3", pid); ws != waitExit3 {
+	h.Start("e3", h.write("exit3.pl", "exit 3;\n"), nil)
+	pid := h.Started("e3")
+	if ws := h.Stopped("e3", pid); ws != waitExit3 {
 		t.Errorf("exit_status %d, want %d", ws, waitExit3)
 	}
 	// A file that dies, one that does not compile, one that is not there.
-	h.start("dies", h.write("dies.pl", "die qq{no luck\\n};\n"), nil)
-	if ws := h.stopped("dies", h.started("dies")); ws != 255<<8 {
+	h.Start("dies", h.write("dies.pl", "die qq{no luck\\n};\n"), nil)
+	if ws := h.Stopped("dies", h.Started("dies")); ws != 255<<8 {
 		t.Errorf("die: exit_status %d, want %d", ws, 255<<8)
 	}
-	h.waitLog("err:dies:no luck")
-	h.start("syntax", h.write("syntax.pl", "sub {\n"), nil)
-	if ws := h.stopped("syntax", h.started("syntax")); ws != 255<<8 {
+	h.WaitLog("err:dies:no luck")
+	h.Start("syntax", h.write("syntax.pl", "sub {\n"), nil)
+	if ws := h.Stopped("syntax", h.Started("syntax")); ws != 255<<8 {
 		t.Errorf("syntax error: exit_status %d, want %d", ws, 255<<8)
 	}
-	h.waitLog("err:syntax:Missing right curly")
-	h.start("missing", "/nonexistent/x.pl", nil)
-	if ws := h.stopped("missing", h.started("missing")); ws != 2<<8 {
+	h.WaitLog("err:syntax:Missing right curly")
+	h.Start("missing", "/nonexistent/x.pl", nil)
+	if ws := h.Stopped("missing", h.Started("missing")); ws != 2<<8 {
 		t.Errorf("missing file: exit_status %d, want %d", ws, 2<<8)
 	}
-	h.waitLog("err:missing:cfk-proxy: cannot run /nonexistent/x.pl")
+	h.WaitLog("err:missing:cfk-proxy: cannot run /nonexistent/x.pl")
 	// Each exit is reported once.
 	time.Sleep(100 * time.Millisecond)
 	n := 0
-	for _, st := range h.allStatuses() {
+	for _, st := range h.Statuses() {
 		if st.Status == "stopped" && st.Name == "e3" {
 			n++
 		}
@@ -113,17 +116,17 @@ func TestPreloadReturningCode(t *testing.T) {
 	h := startProxy(t, options{preload: `our $LOADED_IN = $$;
 sub { print "coderef ran in $$ for $ENV{CONTROL_FREAK_SERVICE}, loaded in $LOADED_IN\n"; sleep 1 while 1 };
 `})
-	h.start("c1", "/ignored/by/the/coderef.pl", nil)
-	pid := h.started("c1")
-	want := fmt.Sprintf("out:c1:coderef ran in %d for c1, loaded in %d", pid, h.pid())
-	if got := h.waitLog("out:c1:coderef ran"); got != want {
+	h.Start("c1", "/ignored/by/the/coderef.pl", nil)
+	pid := h.Started("c1")
+	want := fmt.Sprintf("out:c1:coderef ran in %d for c1, loaded in %d", pid, h.Pid())
+	if got := h.WaitLog("out:c1:coderef ran"); got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	if got := cmdline(pid); got != "[cfk c1] /ignored/by/the/coderef.pl" {
+	if got := proctest.Cmdline(pid); got != "[cfk c1] /ignored/by/the/coderef.pl" {
 		t.Errorf("$0 is %q", got)
 	}
-	h.stop("c1")
-	if ws := h.stopped("c1", pid); ws != waitTERM {
+	h.Stop("c1")
+	if ws := h.Stopped("c1", pid); ws != waitTERM {
 		t.Errorf("exit_status %d", ws)
 	}
 }
@@ -144,11 +147,11 @@ sub run { die "the application's run" } sub main { die } sub spawn { die } sub l
 	})
 	svc := h.write("svc.pl", `print "data=$DATA{500} by=$PRELOADED_BY\n"; sleep 1 while 1;`)
 	for _, name := range []string{"a", "b", "c"} {
-		h.start(name, svc, nil)
+		h.Start(name, svc, nil)
 	}
 	for _, name := range []string{"a", "b", "c"} {
-		h.started(name)
-		if got, want := h.waitLog("out:"+name+":"), fmt.Sprintf("out:%s:data=1000 by=%d", name, h.pid()); got != want {
+		h.Started(name)
+		if got, want := h.WaitLog("out:"+name+":"), fmt.Sprintf("out:%s:data=1000 by=%d", name, h.Pid()); got != want {
 			t.Errorf("got %q, want %q", got, want)
 		}
 	}
@@ -156,7 +159,7 @@ sub run { die "the application's run" } sub main { die } sub spawn { die } sub l
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := fmt.Sprintf("loaded in %d\n", h.pid()); string(b) != want {
+	if want := fmt.Sprintf("loaded in %d\n", h.Pid()); string(b) != want {
 		t.Errorf("preload ran %q, want once in the proxy: %q", b, want)
 	}
 }
@@ -165,16 +168,16 @@ sub run { die "the application's run" } sub main { die } sub spawn { die } sub l
 func TestPreloadChildrenAreNotServices(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, options{preload: "for (1 .. 3) { if (fork == 0) { exit 7 } }\n1;\n"})
-	h.start("s", h.write("s.pl", `print "up\n"; sleep 1 while 1;`), nil)
-	pid := h.started("s")
-	h.waitLog("out:s:up")
-	waitFor(t, waitTimeout, "the preload's children reaped", func() bool {
-		return reflect.DeepEqual(childrenOf(h.pid()), []int{pid})
+	h.Start("s", h.write("s.pl", `print "up\n"; sleep 1 while 1;`), nil)
+	pid := h.Started("s")
+	h.WaitLog("out:s:up")
+	cfkdtest.WaitFor(t, waitTimeout, "the preload's children reaped", func() bool {
+		return reflect.DeepEqual(proctest.Children(h.Pid()), []int{pid})
 	})
-	h.stop("s")
-	h.stopped("s", pid)
+	h.Stop("s")
+	h.Stopped("s", pid)
 	time.Sleep(50 * time.Millisecond)
-	if st := h.allStatuses(); len(st) != 2 {
+	if st := h.Statuses(); len(st) != 2 {
 		t.Errorf("statuses %+v, want the service's two only", st)
 	}
 }
@@ -188,26 +191,16 @@ print $c "hello from $$\n";
 close $c;
 sleep 1 while 1;
 `)
-	h.start("f1", svc, map[string]any{"tie_stdin_to": "fcgi"})
-	pid := h.started("f1")
+	h.Start("f1", svc, map[string]any{"tie_stdin_to": "fcgi"})
+	pid := h.Started("f1")
 	// Started means set up: the fds are final (until it accepts).
 	if fds := openFds(t, pid); !reflect.DeepEqual(fds, []int{0, 1, 2}) {
 		t.Errorf("service fds %v, want [0 1 2] (no other socket)", fds)
 	}
-	if in := fdTarget(pid, 0); !strings.HasPrefix(in, "socket:") {
+	if in := proctest.Fds(t, pid)[0]; !strings.HasPrefix(in, "socket:") {
 		t.Errorf("stdin is %s, want the socket", in)
 	}
-	conn, err := net.DialTimeout("tcp", h.socks["fcgi"].Addr().String(), waitTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(waitTimeout))
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		t.Fatalf("read from the service: %v", err)
-	}
-	if want := fmt.Sprintf("hello from %d\n", pid); line != want {
+	if line, want := cfkdtest.ReadLine(t, h.Socket("fcgi").Addr), fmt.Sprintf("hello from %d", pid); line != want {
 		t.Errorf("got %q, want %q", line, want)
 	}
 }
@@ -232,41 +225,38 @@ print $c "accepted on fd 3\n";
 close $c;
 sleep 1 while 1;
 `)
-	h.start("s1", svc, map[string]any{"sockets": []string{"api", "web"}})
-	pid := h.started("s1")
-	port := func(name string) int { return h.socks[name].Addr().(*net.TCPAddr).Port }
-	want := fmt.Sprintf("out:s1:fds=2 names=api:web listen_pid=%d self=%d ports=%d %d", pid, pid, port("api"), port("web"))
-	if got := h.waitLog("out:s1:fds="); got != want {
+	h.Start("s1", svc, map[string]any{"sockets": []string{"api", "web"}})
+	pid := h.Started("s1")
+	port := func(name string) string {
+		_, port, _ := net.SplitHostPort(h.Socket(name).Addr)
+		return port
+	}
+	want := fmt.Sprintf("out:s1:fds=2 names=api:web listen_pid=%d self=%d ports=%s %s", pid, pid, port("api"), port("web"))
+	if got := h.WaitLog("out:s1:fds="); got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 	if fds := openFds(t, pid); !reflect.DeepEqual(fds, []int{0, 1, 2, 3, 4}) {
 		t.Errorf("service fds %v, want [0 1 2 3 4]", fds)
 	}
 	for _, fd := range []int{3, 4} {
-		if fdCloexec(t, pid, fd) {
+		if proctest.FdFlags(t, pid, fd)&syscall.O_CLOEXEC != 0 {
 			t.Errorf("fd %d has close-on-exec", fd)
 		}
 	}
-	conn, err := net.DialTimeout("tcp", h.socks["api"].Addr().String(), waitTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(waitTimeout))
-	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "accepted on fd 3\n" {
-		t.Errorf("got %q, %v", line, err)
+	if line := cfkdtest.ReadLine(t, h.Socket("api").Addr); line != "accepted on fd 3" {
+		t.Errorf("got %q", line)
 	}
 }
 
 func TestUnknownSocketFailsTheService(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, options{sockets: []string{"web"}})
-	h.start("u", h.write("u.pl", sleepScript), map[string]any{"sockets": []string{"nope"}})
-	if ws := h.stopped("u", h.started("u")); ws != 127<<8 {
+	h.Start("u", h.write("u.pl", sleepScript), map[string]any{"sockets": []string{"nope"}})
+	if ws := h.Stopped("u", h.Started("u")); ws != 127<<8 {
 		t.Errorf("exit_status %d, want %d", ws, 127<<8)
 	}
-	h.waitLog("err:-:u cannot run: socket 'nope' was not given to this proxy")
-	h.waitLog("err:u:cfk-proxy: u cannot run: socket 'nope'")
+	h.WaitLog("err:-:u cannot run: socket 'nope' was not given to this proxy")
+	h.WaitLog("err:u:cfk-proxy: u cannot run: socket 'nope'")
 }
 
 func TestIgnoreOutputAndNoNewSession(t *testing.T) {
@@ -274,32 +264,32 @@ func TestIgnoreOutputAndNoNewSession(t *testing.T) {
 	h := startProxy(t, options{})
 	svc := h.write("quiet.pl", `print "out\n"; print STDERR "err\n"; sleep 1 while 1;`)
 	// Perl's false values as the original cfkd sent them.
-	h.start("q", svc, map[string]any{"ignore_stdout": true, "ignore_stderr": 1, "no_new_session": ""})
-	h.start("n", h.write("n.pl", sleepScript), map[string]any{"ignore_stdout": nil, "no_new_session": true})
-	q, n := h.started("q"), h.started("n")
+	h.Start("q", svc, map[string]any{"ignore_stdout": true, "ignore_stderr": 1, "no_new_session": ""})
+	h.Start("n", h.write("n.pl", sleepScript), map[string]any{"ignore_stdout": nil, "no_new_session": true})
+	q, n := h.Started("q"), h.Started("n")
 	for _, fd := range []int{1, 2} {
-		if got := fdTarget(q, fd); got != "/dev/null" {
+		if got := proctest.Fds(t, q)[fd]; got != "/dev/null" {
 			t.Errorf("fd %d of an ignoring service is %s", fd, got)
 		}
 	}
-	if got := fdTarget(n, 1); !strings.HasPrefix(got, "pipe:") {
+	if got := proctest.Fds(t, n)[1]; !strings.HasPrefix(got, "pipe:") {
 		t.Errorf("stdout is %s, want a pipe", got)
 	}
-	if sessionOf(q) != q {
-		t.Errorf("q has session %d, want its own", sessionOf(q))
+	if sid := proctest.ReadStat(t, q).Session; sid != q {
+		t.Errorf("q has session %d, want its own", sid)
 	}
-	if sessionOf(n) != sessionOf(h.pid()) {
-		t.Errorf("no_new_session: session %d, want the proxy's %d", sessionOf(n), sessionOf(h.pid()))
+	if sid, proxySid := proctest.ReadStat(t, n).Session, proctest.ReadStat(t, h.Pid()).Session; sid != proxySid {
+		t.Errorf("no_new_session: session %d, want the proxy's %d", sid, proxySid)
 	}
-	h.stop("n")
-	if ws := h.stopped("n", n); ws != waitTERM {
+	h.Stop("n")
+	if ws := h.Stopped("n", n); ws != waitTERM {
 		t.Errorf("exit_status %d", ws)
 	}
-	if !alive(h.pid()) {
+	if !proctest.Alive(h.Pid()) {
 		t.Error("stopping a no_new_session service killed the proxy")
 	}
 	time.Sleep(50 * time.Millisecond)
-	for _, l := range h.allLogs() {
+	for _, l := range h.Logs() {
 		if strings.HasPrefix(l, "out:q:") || strings.HasPrefix(l, "err:q:") {
 			t.Errorf("ignored output logged: %q", l)
 		}
@@ -309,26 +299,26 @@ func TestIgnoreOutputAndNoNewSession(t *testing.T) {
 func TestBadCommandsAreLogged(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, options{})
-	h.send("{not json")
-	h.waitLog("err:-:malformed command '{not json'")
-	h.send("[1,2]")
-	h.waitLog("err:-:malformed command '[1,2]': not a JSON object")
-	h.send(`{"command":"dance","name":"x"}`)
-	h.waitLog("err:-:unknown command 'dance'")
-	h.stop("nobody")
-	h.waitLog("err:-:stop: unknown service 'nobody'")
-	h.send(`{"command":"start"}`)
-	h.waitLog("err:-:start: the command has no valid service name")
+	h.SendLine("{not json")
+	h.WaitLog("err:-:malformed command '{not json'")
+	h.SendLine("[1,2]")
+	h.WaitLog("err:-:malformed command '[1,2]': not a JSON object")
+	h.SendLine(`{"command":"dance","name":"x"}`)
+	h.WaitLog("err:-:unknown command 'dance'")
+	h.Stop("nobody")
+	h.WaitLog("err:-:stop: unknown service 'nobody'")
+	h.SendLine(`{"command":"start"}`)
+	h.WaitLog("err:-:start: the command has no valid service name")
 	// Still working.
-	h.start("ok", h.write("ok.pl", `print "fine\n"; sleep 1 while 1;`), nil)
-	pid := h.started("ok")
-	h.waitLog("out:ok:fine")
+	h.Start("ok", h.write("ok.pl", `print "fine\n"; sleep 1 while 1;`), nil)
+	pid := h.Started("ok")
+	h.WaitLog("out:ok:fine")
 	// A second start of a running service reports it again.
-	h.start("ok", h.write("ok.pl", sleepScript), nil)
-	h.waitLog("err:-:ok is already running (pid " + strconv.Itoa(pid) + ")")
-	waitFor(t, waitTimeout, "the second started status", func() bool {
+	h.Start("ok", h.write("ok.pl", sleepScript), nil)
+	h.WaitLog("err:-:ok is already running (pid " + strconv.Itoa(pid) + ")")
+	cfkdtest.WaitFor(t, waitTimeout, "the second started status", func() bool {
 		n := 0
-		for _, st := range h.allStatuses() {
+		for _, st := range h.Statuses() {
 			if st.Status == "started" {
 				n++
 				if st.Pid != pid {
@@ -343,27 +333,19 @@ func TestBadCommandsAreLogged(t *testing.T) {
 func TestOutputLines(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, options{})
-	h.start("o", h.write("lines.pl", `
+	h.Start("o", h.write("lines.pl", `
 print "abc"; select(undef, undef, undef, 0.2); print "def\n";
 print "y" x 40000, "\n";
 print STDERR "e1\ne2\n";
 print "tail";
 exit 0;
 `), nil)
-	pid := h.started("o")
-	if ws := h.stopped("o", pid); ws != 0 {
+	pid := h.Started("o")
+	if ws := h.Stopped("o", pid); ws != 0 {
 		t.Errorf("exit_status %d", ws)
 	}
-	h.waitLog("out:o:tail")
-	var out, errs []string
-	for _, l := range h.allLogs() {
-		if s, ok := strings.CutPrefix(l, "out:o:"); ok {
-			out = append(out, s)
-		}
-		if s, ok := strings.CutPrefix(l, "err:o:"); ok {
-			errs = append(errs, s)
-		}
-	}
+	h.WaitLog("out:o:tail")
+	out, errs := h.Lines("out", "o"), h.Lines("err", "o")
 	want := []string{"abcdef", strings.Repeat("y", 16384), strings.Repeat("y", 16384), strings.Repeat("y", 40000-2*16384), "tail"}
 	if !reflect.DeepEqual(out, want) {
 		t.Errorf("stdout lines (lengths) %v, want %v", lens(out), lens(want))
@@ -381,14 +363,14 @@ exit 0;
 func TestOutputLineCutKeepsUTF8(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, options{})
-	h.start("u", h.write("utf8.pl", `
+	h.Start("u", h.write("utf8.pl", `
 binmode STDOUT, ':utf8';
 print "a" x 16383, "\x{e9}", "b\n";
 exit 0;
 `), nil)
-	h.stopped("u", h.started("u"))
-	h.waitLog("out:u:\xc3\xa9b")
-	first := h.waitLog("out:u:aaa")
+	h.Stopped("u", h.Started("u"))
+	h.WaitLog("out:u:\xc3\xa9b")
+	first := h.WaitLog("out:u:aaa")
 	if len(first) != len("out:u:")+16383 {
 		t.Errorf("first piece is %d bytes, want 16383 (cut before the é)", len(first)-len("out:u:"))
 	}
@@ -407,23 +389,23 @@ func lens(s []string) []int {
 func TestLogBackpressure(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, options{pauseLogs: true})
-	h.start("spew", h.write("spew.pl", `
+	h.Start("spew", h.write("spew.pl", `
 my $pad = "z" x 90;
 print "line $_ $pad\n" for 1 .. 200_000;
 print "last line\n";
 exit 0;
 `), nil)
-	pid := h.started("spew")
-	if ws := h.stopped("spew", pid); ws != 0 {
+	pid := h.Started("spew")
+	if ws := h.Stopped("spew", pid); ws != 0 {
 		t.Errorf("exit_status %d", ws)
 	}
-	h.resumeLogs()
-	h.waitLog("out:spew:last line")
-	dropped := h.waitLog("err:-:")
+	h.ReadLogs()
+	h.WaitLog("out:spew:last line")
+	dropped := h.WaitLog("err:-:")
 	if !strings.Contains(dropped, "log lines were dropped") {
 		t.Errorf("first proxy error %q, want the dropped count", dropped)
 	}
-	n := len(h.allLogs())
+	n := len(h.Logs())
 	if n > 20_000 {
 		t.Errorf("%d log lines kept: the buffer is not bounded", n)
 	}
@@ -432,51 +414,51 @@ exit 0;
 func TestTermStopsEverything(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, options{})
-	h.start("a", h.write("a.pl", sleepScript), nil)
-	h.start("b", h.write("b.pl", `
+	h.Start("a", h.write("a.pl", sleepScript), nil)
+	h.Start("b", h.write("b.pl", `
 if (fork == 0) { sleep 1 while 1 }   # a grandchild in b's group
 sleep 1 while 1;
 `), nil)
-	a, b := h.started("a"), h.started("b")
+	a, b := h.Started("a"), h.Started("b")
 	var grandchild int
-	waitFor(t, waitTimeout, "b's grandchild", func() bool {
+	cfkdtest.WaitFor(t, waitTimeout, "b's grandchild", func() bool {
 		grandchild = childOf(b)
 		return grandchild != 0
 	})
-	syscall.Kill(h.pid(), syscall.SIGTERM)
-	if code := h.waitExit(waitTimeout); code != 0 {
+	h.Signal(syscall.SIGTERM)
+	if code := h.WaitExit(); code != 0 {
 		t.Errorf("proxy exit code %d, want 0", code)
 	}
 	for _, pid := range []int{a, b} {
-		if alive(pid) {
+		if proctest.Alive(pid) {
 			t.Errorf("pid %d outlived the proxy", pid)
 		}
 	}
 	// The grandchild got its TERM with b's group; it is not the proxy's
 	// child, so the proxy does not wait for it to be gone.
-	waitFor(t, waitTimeout, "the grandchild to die", func() bool { return !alive(grandchild) })
-	if ws := h.stopped("a", a); ws != waitTERM {
+	cfkdtest.WaitFor(t, waitTimeout, "the grandchild to die", func() bool { return !proctest.Alive(grandchild) })
+	if ws := h.Stopped("a", a); ws != waitTERM {
 		t.Errorf("a: exit_status %d", ws)
 	}
-	if ws := h.stopped("b", b); ws != waitTERM {
+	if ws := h.Stopped("b", b); ws != waitTERM {
 		t.Errorf("b: exit_status %d", ws)
 	}
-	h.waitLog("out:-:got SIGTERM: stopping 2 services")
+	h.WaitLog("out:-:got SIGTERM: stopping 2 services")
 }
 
 func TestEOFOnCommandPipeStopsEverything(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, options{})
-	h.start("a", h.write("a.pl", sleepScript), nil)
-	a := h.started("a")
-	h.cmdW.Close()
-	if code := h.waitExit(waitTimeout); code != 0 {
+	h.Start("a", h.write("a.pl", sleepScript), nil)
+	a := h.Started("a")
+	h.CloseCommands()
+	if code := h.WaitExit(); code != 0 {
 		t.Errorf("proxy exit code %d, want 0", code)
 	}
-	if alive(a) {
+	if proctest.Alive(a) {
 		t.Error("the service outlived the proxy")
 	}
-	if ws := h.stopped("a", a); ws != waitTERM {
+	if ws := h.Stopped("a", a); ws != waitTERM {
 		t.Errorf("exit_status %d", ws)
 	}
 }
@@ -485,21 +467,21 @@ func TestEOFOnCommandPipeStopsEverything(t *testing.T) {
 func TestShutdownKillsStubbornServices(t *testing.T) {
 	t.Parallel()
 	h := startProxy(t, options{})
-	h.start("stubborn", h.write("stubborn.pl", `$SIG{TERM} = 'IGNORE'; print "ready\n"; sleep 1 while 1;`), nil)
-	pid := h.started("stubborn")
-	h.waitLog("out:stubborn:ready")
+	h.Start("stubborn", h.write("stubborn.pl", `$SIG{TERM} = 'IGNORE'; print "ready\n"; sleep 1 while 1;`), nil)
+	pid := h.Started("stubborn")
+	h.WaitLog("out:stubborn:ready")
 	t0 := time.Now()
-	syscall.Kill(h.pid(), syscall.SIGTERM)
-	if code := h.waitExit(waitTimeout); code != 0 {
+	h.Signal(syscall.SIGTERM)
+	if code := h.WaitExit(); code != 0 {
 		t.Errorf("proxy exit code %d", code)
 	}
 	if d := time.Since(t0); d < 1500*time.Millisecond || d > 3*time.Second {
 		t.Errorf("shutdown took %v, want the 2 s grace and less than cfkd's 3 s", d)
 	}
-	if alive(pid) {
+	if proctest.Alive(pid) {
 		t.Error("stubborn service outlived the proxy")
 	}
-	if ws := h.stopped("stubborn", pid); ws != waitKILL {
+	if ws := h.Stopped("stubborn", pid); ws != waitKILL {
 		t.Errorf("exit_status %d, want %d", ws, waitKILL)
 	}
 }
@@ -512,33 +494,34 @@ func TestManyExits(t *testing.T) {
 	svc := h.write("quick.pl", "exit($ARGV[0]);\n")
 	const n = 50
 	for i := 0; i < n; i++ {
-		h.start(fmt.Sprintf("q%d", i), []string{svc, strconv.Itoa(i % 7)}, nil)
+		h.Start(fmt.Sprintf("q%d", i), []string{svc, strconv.Itoa(i % 7)}, nil)
 	}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("q%d", i)
-		if ws := h.stopped(name, h.started(name)); ws != (i%7)<<8 {
+		if ws := h.Stopped(name, h.Started(name)); ws != (i%7)<<8 {
 			t.Errorf("%s: exit_status %d, want %d", name, ws, (i%7)<<8)
 		}
 	}
 	time.Sleep(100 * time.Millisecond)
-	if got := len(h.allStatuses()); got != 2*n {
+	if got := len(h.Statuses()); got != 2*n {
 		t.Errorf("%d statuses, want %d", got, 2*n)
 	}
 }
 
 func TestUsage(t *testing.T) {
 	t.Parallel()
-	out, err := exec.Command("perl", proxyScript, "--help").CombinedOutput()
+	perl := testenv.RequireTool(t, "perl")
+	out, err := exec.Command(perl, proxyScript, "--help").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "--preload FILE") {
 		t.Errorf("--help: %v\n%s", err, out)
 	}
-	out, err = exec.Command("perl", proxyScript).CombinedOutput()
+	out, err = exec.Command(perl, proxyScript).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "--preload FILE is required") {
 		t.Errorf("no --preload: %v\n%s", err, out)
 	}
 	bad := t.TempDir() + "/bad.pl"
 	os.WriteFile(bad, []byte("die qq{cannot load\\n};\n"), 0o644)
-	cmd := exec.Command("perl", proxyScript, "--preload", bad)
+	cmd := exec.Command(perl, proxyScript, "--preload", bad)
 	cmd.Env = append(os.Environ(), "_CFK_COMMAND_FD=0", "_CFK_STATUS_FD=1", "_CFK_LOG_FD=2")
 	out, err = cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "cannot preload "+bad+": cannot load") {
@@ -546,20 +529,9 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// childrenOf lists the children of pid (zombies included).
-func childrenOf(pid int) []int {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	var kids []int
-	for _, f := range strings.Fields(string(b)) {
-		n, _ := strconv.Atoi(f)
-		kids = append(kids, n)
-	}
-	return kids
-}
-
 // childOf returns a child of pid, or 0.
 func childOf(pid int) int {
-	if kids := childrenOf(pid); len(kids) > 0 {
+	if kids := proctest.Children(pid); len(kids) > 0 {
 		return kids[0]
 	}
 	return 0

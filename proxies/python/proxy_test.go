@@ -4,10 +4,7 @@
 package pythonproxy_test
 
 import (
-	"bufio"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -17,6 +14,10 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/controlfreak-go/cfk/internal/cfkdtest"
+	"github.com/controlfreak-go/cfk/internal/fakecfkd"
+	"github.com/controlfreak-go/cfk/internal/proctest"
 )
 
 // proxyCase is one behaviour, run against each interpreter.
@@ -63,6 +64,7 @@ func TestProxy(t *testing.T) {
 
 // eachPython runs test as a parallel subtest for each interpreter.
 func eachPython(t *testing.T, test func(t *testing.T, python string)) {
+	t.Helper()
 	for _, py := range pythons(t) {
 		t.Run(strings.ReplaceAll(strings.TrimPrefix(py, "/"), "/", "_"), func(t *testing.T) {
 			t.Parallel()
@@ -75,13 +77,13 @@ func eachPython(t *testing.T, test func(t *testing.T, python string)) {
 // the module: the module's import-time pid is the proxy's.
 func testPreloadedCallable(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	h.waitLog("out:-:preloaded cfktestapp in ")
-	pid := h.start("w1", "cfktestapp:hello", nil)
-	if ws := h.waitStopped("w1", pid); ws != 0 {
+	h.WaitLog("out:-:preloaded cfktestapp in ")
+	pid := h.StartService("w1", "cfktestapp:hello", nil)
+	if ws := h.Stopped("w1", pid); ws != 0 {
 		t.Errorf("exit_status %d, want 0", ws)
 	}
-	line := h.waitLog("out:w1:")
-	want := fmt.Sprintf("out:w1:loaded-by %d pid %d ppid %d argv cfktestapp:hello", h.pid(), pid, h.pid())
+	line := h.WaitLog("out:w1:")
+	want := fmt.Sprintf("out:w1:loaded-by %d pid %d ppid %d argv cfktestapp:hello", h.Pid(), pid, h.Pid())
 	if line != want {
 		t.Errorf("got %q\nwant %q", line, want)
 	}
@@ -91,17 +93,17 @@ func testPreloadedCallable(t *testing.T, py string) {
 func testPyFile(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
 	script := filepath.Join(testdataDir, "script.py")
-	pid := h.start("s", script+" 5 x", nil)
-	if ws := h.waitStopped("s", pid); ws != 5<<8 {
+	pid := h.StartService("s", script+" 5 x", nil)
+	if ws := h.Stopped("s", pid); ws != 5<<8 {
 		t.Errorf("exit_status %d, want %d", ws, 5<<8)
 	}
-	line := h.waitLog("out:s:")
-	want := fmt.Sprintf("out:s:script __main__ 5 x loaded-by %d pid %d path0 %s", h.pid(), pid, testdataDir)
+	line := h.WaitLog("out:s:")
+	want := fmt.Sprintf("out:s:script __main__ 5 x loaded-by %d pid %d path0 %s", h.Pid(), pid, testdataDir)
 	if line != want {
 		t.Errorf("got %q\nwant %q", line, want)
 	}
-	pid = h.start("s2", []string{script}, nil)
-	if ws := h.waitStopped("s2", pid); ws != 0 {
+	pid = h.StartService("s2", []string{script}, nil)
+	if ws := h.Stopped("s2", pid); ws != 0 {
 		t.Errorf("list cmd: exit_status %d, want 0", ws)
 	}
 }
@@ -111,13 +113,13 @@ func testPyFile(t *testing.T, py string) {
 // logged at exit.
 func testOutput(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	pid := h.start("w", "cfktestapp:output", nil)
-	h.waitStopped("w", pid)
-	h.waitLog("err:w:oops")
+	pid := h.StartService("w", "cfktestapp:output", nil)
+	h.Stopped("w", pid)
+	h.WaitLog("err:w:oops")
 	// stdout and stderr are separate pipes: stdout's last line may come
 	// after stderr's.
-	h.waitLog("out:w:partial")
-	out := h.lines("out", "w")
+	h.WaitLog("out:w:partial")
+	out := h.Lines("out", "w")
 	if len(out) < 4 || out[0] != "one" || out[1] != "two" || out[2] != "" || out[len(out)-1] != "partial" {
 		t.Fatalf("stdout lines %.60q", out)
 	}
@@ -138,23 +140,23 @@ func testOutput(t *testing.T, py string) {
 
 func testIgnoredOutput(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	pid := h.start("q", "cfktestapp:output", map[string]any{"ignore_stdout": 1, "ignore_stderr": true})
-	h.waitStopped("q", pid)
-	pid = h.start("marker", "cfktestapp:hello", map[string]any{"ignore_stdout": "", "ignore_stderr": nil})
-	h.waitStopped("marker", pid)
-	h.waitLog("out:marker:")
-	if l := append(h.lines("out", "q"), h.lines("err", "q")...); len(l) > 0 {
+	pid := h.StartService("q", "cfktestapp:output", map[string]any{"ignore_stdout": 1, "ignore_stderr": true})
+	h.Stopped("q", pid)
+	pid = h.StartService("marker", "cfktestapp:hello", map[string]any{"ignore_stdout": "", "ignore_stderr": nil})
+	h.Stopped("marker", pid)
+	h.WaitLog("out:marker:")
+	if l := append(h.Lines("out", "q"), h.Lines("err", "q")...); len(l) > 0 {
 		t.Errorf("ignored output was logged: %q", l)
 	}
 }
 
 // The service's env, CONTROL_FREAK_*, no _CFK_* and no LISTEN_*.
 func testEnv(t *testing.T, py string) {
-	h := startProxy(t, options{python: py, sockets: []socket{listenTCP(t, "web")}})
-	pid := h.start("envy", "cfktestapp:env", map[string]any{"env": map[string]string{"FOO": "bar baz"}})
-	h.waitStopped("envy", pid)
-	h.waitLog("out:envy:LISTEN_PID=")
-	got := strings.Join(h.lines("out", "envy"), "\n")
+	h := startProxy(t, options{python: py, sockets: []string{"web"}})
+	pid := h.StartService("envy", "cfktestapp:env", map[string]any{"env": map[string]string{"FOO": "bar baz"}})
+	h.Stopped("envy", pid)
+	h.WaitLog("out:envy:LISTEN_PID=")
+	got := strings.Join(h.Lines("out", "envy"), "\n")
 	want := strings.Join([]string{"FOO=bar baz", "CONTROL_FREAK_ENABLED=1", "CONTROL_FREAK_SERVICE=envy",
 		"_CFK_COMMAND_FD=<unset>", "_CFK_SOCK_web=<unset>", "LISTEN_FDS=<unset>", "LISTEN_PID=<unset>"}, "\n")
 	if got != want {
@@ -166,18 +168,17 @@ func testEnv(t *testing.T, py string) {
 // proxy's child, leads its own session, and is named in comm.
 func testStop(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	pid := h.start("sleeper", "cfktestapp:sleep", nil)
-	h.waitLog("out:sleeper:ready")
-	ppid, pgrp, sid := procStat(t, pid)
-	if ppid != h.pid() || pgrp != pid || sid != pid {
-		t.Errorf("ppid %d pgrp %d session %d; want %d %d %d", ppid, pgrp, sid, h.pid(), pid, pid)
+	pid := h.StartService("sleeper", "cfktestapp:sleep", nil)
+	h.WaitLog("out:sleeper:ready")
+	st := proctest.ReadStat(t, pid)
+	if st.Parent != h.Pid() || st.Group != pid || st.Session != pid {
+		t.Errorf("ppid %d pgrp %d session %d; want %d %d %d", st.Parent, st.Group, st.Session, h.Pid(), pid, pid)
 	}
-	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	if got := strings.TrimSpace(string(comm)); got != "[cfk sleeper] c" {
+	if got := proctest.Comm(pid); got != "[cfk sleeper] c" {
 		t.Errorf("comm %q, want %q", got, "[cfk sleeper] c")
 	}
-	h.send(map[string]any{"command": "stop", "name": "sleeper"})
-	if ws := h.waitStopped("sleeper", pid); ws != int(syscall.SIGTERM) {
+	h.Stop("sleeper")
+	if ws := h.Stopped("sleeper", pid); ws != int(syscall.SIGTERM) {
 		t.Errorf("exit_status %d, want 15", ws)
 	}
 }
@@ -186,17 +187,17 @@ func testStop(t *testing.T, py string) {
 // signals the worker alone.
 func testStopWithoutNewSession(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	pid := h.start("same", "cfktestapp:sleep", map[string]any{"no_new_session": true})
-	h.waitLog("out:same:ready")
-	if _, pgrp, _ := procStat(t, pid); pgrp == pid {
+	pid := h.StartService("same", "cfktestapp:sleep", map[string]any{"no_new_session": true})
+	h.WaitLog("out:same:ready")
+	if proctest.ReadStat(t, pid).Group == pid {
 		t.Errorf("worker leads its own group under no_new_session")
 	}
-	h.send(map[string]any{"command": "stop", "name": "same"})
-	if ws := h.waitStopped("same", pid); ws != int(syscall.SIGTERM) {
+	h.Stop("same")
+	if ws := h.Stopped("same", pid); ws != int(syscall.SIGTERM) {
 		t.Errorf("exit_status %d, want 15", ws)
 	}
 	select {
-	case <-h.exited:
+	case <-h.Done():
 		t.Fatal("the proxy died with its worker")
 	case <-time.After(50 * time.Millisecond):
 	}
@@ -206,12 +207,12 @@ func testStopWithoutNewSession(t *testing.T, py string) {
 // stop TERMs the newest only, as the original proxy did.
 func testStopNewestOfName(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	h.send(map[string]any{"command": "start", "name": "dup", "cmd": "cfktestapp:sleep"})
-	h.send(map[string]any{"command": "start", "name": "dup", "cmd": "cfktestapp:sleep"})
+	h.Send(map[string]any{"command": "start", "name": "dup", "cmd": "cfktestapp:sleep"})
+	h.Send(map[string]any{"command": "start", "name": "dup", "cmd": "cfktestapp:sleep"})
 	var older, newer int
-	h.waitFor("two started", func() bool {
+	cfkdtest.WaitFor(t, waitLong, "two started", func() bool {
 		var pids []int
-		for _, st := range h.statuses {
+		for _, st := range h.Statuses() {
 			if st.Status == "started" {
 				pids = append(pids, st.Pid)
 			}
@@ -222,134 +223,134 @@ func testStopNewestOfName(t *testing.T, py string) {
 		}
 		return false
 	})
-	h.send(map[string]any{"command": "stop", "name": "dup"})
-	if ws := h.waitStopped("dup", newer); ws != int(syscall.SIGTERM) {
+	h.Stop("dup")
+	if ws := h.Stopped("dup", newer); ws != int(syscall.SIGTERM) {
 		t.Errorf("newest: exit_status %d, want 15", ws)
 	}
 	if syscall.Kill(older, 0) != nil {
 		t.Fatalf("the older worker %d was stopped too", older)
 	}
-	h.send(map[string]any{"command": "stop", "name": "dup"})
-	if ws := h.waitStopped("dup", older); ws != int(syscall.SIGTERM) {
+	h.Stop("dup")
+	if ws := h.Stopped("dup", older); ws != int(syscall.SIGTERM) {
 		t.Errorf("older: exit_status %d, want 15", ws)
 	}
 }
 
 func testExitCode(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	pid := h.start("three", "cfktestapp:exit3", nil)
-	if ws := h.waitStopped("three", pid); ws != 768 {
+	pid := h.StartService("three", "cfktestapp:exit3", nil)
+	if ws := h.Stopped("three", pid); ws != 768 {
 		t.Errorf("exit_status %d, want 768", ws)
 	}
-	pid = h.start("reason", "cfktestapp:bad_exit", nil)
-	if ws := h.waitStopped("reason", pid); ws != 256 {
+	pid = h.StartService("reason", "cfktestapp:bad_exit", nil)
+	if ws := h.Stopped("reason", pid); ws != 256 {
 		t.Errorf("sys.exit(str): exit_status %d, want 256", ws)
 	}
-	h.waitLog("err:reason:a reason, not a number")
+	h.WaitLog("err:reason:a reason, not a number")
 }
 
 func testException(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	pid := h.start("boom", "cfktestapp:boom", nil)
-	if ws := h.waitStopped("boom", pid); ws != 256 {
+	pid := h.StartService("boom", "cfktestapp:boom", nil)
+	if ws := h.Stopped("boom", pid); ws != 256 {
 		t.Errorf("exit_status %d, want 256", ws)
 	}
-	h.waitLog("err:boom:Traceback (most recent call last):")
-	h.waitLog("err:boom:ValueError: boom")
-	pid = h.start("missing", "cfktestapp:no_such_function", nil)
-	if ws := h.waitStopped("missing", pid); ws != 256 {
+	h.WaitLog("err:boom:Traceback (most recent call last):")
+	h.WaitLog("err:boom:ValueError: boom")
+	pid = h.StartService("missing", "cfktestapp:no_such_function", nil)
+	if ws := h.Stopped("missing", pid); ws != 256 {
 		t.Errorf("missing function: exit_status %d, want 256", ws)
 	}
-	h.waitLog("err:missing:AttributeError:")
+	h.WaitLog("err:missing:AttributeError:")
 }
 
 // Anything that is neither module:function nor .py is exec'd.
 func testExecFallback(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	pid := h.start("sh", []string{"sh", "-c", "echo I am $CONTROL_FREAK_SERVICE; exit 4"}, nil)
-	if ws := h.waitStopped("sh", pid); ws != 4<<8 {
+	pid := h.StartService("sh", []string{"sh", "-c", "echo I am $CONTROL_FREAK_SERVICE; exit 4"}, nil)
+	if ws := h.Stopped("sh", pid); ws != 4<<8 {
 		t.Errorf("exit_status %d, want %d", ws, 4<<8)
 	}
-	h.waitLog("out:sh:I am sh")
-	pid = h.start("shell", "echo hi; exit 2", nil) // metacharacters: /bin/sh -c
-	if ws := h.waitStopped("shell", pid); ws != 2<<8 {
+	h.WaitLog("out:sh:I am sh")
+	pid = h.StartService("shell", "echo hi; exit 2", nil) // metacharacters: /bin/sh -c
+	if ws := h.Stopped("shell", pid); ws != 2<<8 {
 		t.Errorf("exit_status %d, want %d", ws, 2<<8)
 	}
-	h.waitLog("out:shell:hi")
-	pid = h.start("nope", "/no/such/program arg", nil)
-	if ws := h.waitStopped("nope", pid); ws != 127<<8 {
+	h.WaitLog("out:shell:hi")
+	pid = h.StartService("nope", "/no/such/program arg", nil)
+	if ws := h.Stopped("nope", pid); ws != 127<<8 {
 		t.Errorf("exit_status %d, want %d", ws, 127<<8)
 	}
-	h.waitLog("err:nope:cfk_proxy: cannot run /no/such/program: No such file or directory")
+	h.WaitLog("err:nope:cfk_proxy: cannot run /no/such/program: No such file or directory")
 }
 
 // A start that cannot be carried out is a worker that exits 127, with the
 // reason logged by the proxy even when the worker's stderr is ignored.
 func testCannotStart(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	pid := h.start("lost", "cfktestapp:sleep", map[string]any{"tie_stdin_to": "nosuch", "ignore_stderr": 1})
-	if ws := h.waitStopped("lost", pid); ws != 127<<8 {
+	pid := h.StartService("lost", "cfktestapp:sleep", map[string]any{"tie_stdin_to": "nosuch", "ignore_stderr": 1})
+	if ws := h.Stopped("lost", pid); ws != 127<<8 {
 		t.Errorf("exit_status %d, want %d", ws, 127<<8)
 	}
-	h.waitLog("err:lost:cannot start: unknown socket 'nosuch' (is it bound?)")
-	pid = h.start("badcmd", 42, nil)
-	if ws := h.waitStopped("badcmd", pid); ws != 127<<8 {
+	h.WaitLog("err:lost:cannot start: unknown socket 'nosuch' (is it bound?)")
+	pid = h.StartService("badcmd", 42, nil)
+	if ws := h.Stopped("badcmd", pid); ws != 127<<8 {
 		t.Errorf("exit_status %d, want %d", ws, 127<<8)
 	}
-	h.waitLog("err:badcmd:cannot start: cmd must be a string or a list of strings")
+	h.WaitLog("err:badcmd:cannot start: cmd must be a string or a list of strings")
 }
 
 // tie_stdin_to: fd 0 is the listening socket; the worker accepts on it.
 func testTieStdin(t *testing.T, py string) {
-	fcgi := listenTCP(t, "fcgi")
-	h := startProxy(t, options{python: py, sockets: []socket{fcgi}})
-	pid := h.start("tied", "cfktestapp:stdin_echo", map[string]any{"tie_stdin_to": "fcgi"})
-	h.waitLog("out:tied:ready")
-	if got, want := procFds(t, pid)[0], socketTarget(t, fcgi.file); got != want {
+	h := startProxy(t, options{python: py, sockets: []string{"fcgi"}})
+	fcgi := h.Socket("fcgi")
+	pid := h.StartService("tied", "cfktestapp:stdin_echo", map[string]any{"tie_stdin_to": "fcgi"})
+	h.WaitLog("out:tied:ready")
+	if got, want := proctest.Fds(t, pid)[0], proctest.Target(t, fcgi.File); got != want {
 		t.Errorf("fd 0 is %s, want %s", got, want)
 	}
-	if got := dialRead(t, fcgi.addr); got != fmt.Sprintf("hello from %d", pid) {
+	if got := cfkdtest.ReadLine(t, fcgi.Addr); got != fmt.Sprintf("hello from %d", pid) {
 		t.Errorf("answer %q", got)
 	}
-	if ws := h.waitStopped("tied", pid); ws != 0 {
+	if ws := h.Stopped("tied", pid); ws != 0 {
 		t.Errorf("exit_status %d", ws)
 	}
 }
 
 // sockets: systemd style, fd 3 and LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID.
 func testListenFds(t *testing.T, py string) {
-	other, web := listenTCP(t, "other"), listenTCP(t, "web")
-	h := startProxy(t, options{python: py, sockets: []socket{other, web}})
-	pid := h.start("srv", "cfktestapp:listen_fds", map[string]any{"sockets": []string{"web"}})
-	line := h.waitLog("out:srv:LISTEN")
+	h := startProxy(t, options{python: py, sockets: []string{"other", "web"}})
+	web := h.Socket("web")
+	pid := h.StartService("srv", "cfktestapp:listen_fds", map[string]any{"sockets": []string{"web"}})
+	line := h.WaitLog("out:srv:LISTEN")
 	if want := fmt.Sprintf("out:srv:LISTEN 1 web %d %d", pid, pid); line != want {
 		t.Errorf("got %q, want %q", line, want)
 	}
-	fds := procFds(t, pid)
-	if got, want := fds[3], socketTarget(t, web.file); got != want {
+	fds := proctest.Fds(t, pid)
+	if got, want := fds[3], proctest.Target(t, web.File); got != want {
 		t.Errorf("fd 3 is %s, want %s (web)", got, want)
 	}
 	if len(fds) != 4 {
 		t.Errorf("worker fds %v, want 0-3", fds)
 	}
-	if got := dialRead(t, web.addr); got != fmt.Sprintf("fd3 %d", pid) {
+	if got := cfkdtest.ReadLine(t, web.Addr); got != fmt.Sprintf("fd3 %d", pid) {
 		t.Errorf("answer %q", got)
 	}
-	h.waitStopped("srv", pid)
+	h.Stopped("srv", pid)
 }
 
 // Sockets asked in the reverse order of their fds in the proxy must swap
 // places without one overwriting the other.
 func testListenFdsOverlap(t *testing.T, py string) {
-	a, b, c := listenTCP(t, "a"), listenTCP(t, "b"), listenTCP(t, "c")
-	h := startProxy(t, options{python: py, sockets: []socket{a, b, c}})
+	h := startProxy(t, options{python: py, sockets: []string{"a", "b", "c"}})
+	a, b, c := h.Socket("a"), h.Socket("b"), h.Socket("c")
 	// In the proxy a, b, c are fds 6, 7, 8; ask for c, b, a, then 3, 4, 5.
-	pid := h.start("swap", "cfktestapp:sleep", map[string]any{"sockets": []string{"c", "b", "a"}})
-	h.waitLog("out:swap:ready")
-	fds := procFds(t, pid)
-	for fd, s := range map[int]socket{3: c, 4: b, 5: a} {
-		if got, want := fds[fd], socketTarget(t, s.file); got != want {
-			t.Errorf("fd %d is %s, want %s (%s)", fd, got, want, s.name)
+	pid := h.StartService("swap", "cfktestapp:sleep", map[string]any{"sockets": []string{"c", "b", "a"}})
+	h.WaitLog("out:swap:ready")
+	fds := proctest.Fds(t, pid)
+	for fd, s := range map[int]*fakecfkd.Socket{3: c, 4: b, 5: a} {
+		if got, want := fds[fd], proctest.Target(t, s.File); got != want {
+			t.Errorf("fd %d is %s, want %s (%s)", fd, got, want, s.Name)
 		}
 	}
 	if len(fds) != 6 {
@@ -359,16 +360,16 @@ func testListenFdsOverlap(t *testing.T, py string) {
 
 // A worker has 0, 1, 2 and nothing else of the proxy's.
 func testOnlyItsFds(t *testing.T, py string) {
-	h := startProxy(t, options{python: py, sockets: []socket{listenTCP(t, "web")}})
+	h := startProxy(t, options{python: py, sockets: []string{"web"}})
 	// Another worker first, so that the proxy holds its pipes too.
-	h.start("first", "cfktestapp:sleep", nil)
-	h.waitLog("out:first:ready")
-	pid := h.start("bare", "cfktestapp:sleep", map[string]any{"ignore_stdout": 1})
+	h.StartService("first", "cfktestapp:sleep", nil)
+	h.WaitLog("out:first:ready")
+	pid := h.StartService("bare", "cfktestapp:sleep", map[string]any{"ignore_stdout": 1})
 	// Its "ready" goes to /dev/null: wait for the fds to settle instead.
 	waitForFds := func() map[int]string {
 		deadline := time.Now().Add(waitLong)
 		for {
-			fds := procFds(t, pid)
+			fds := proctest.Fds(t, pid)
 			if len(fds) == 3 || time.Now().After(deadline) {
 				return fds
 			}
@@ -384,9 +385,9 @@ func testOnlyItsFds(t *testing.T, py string) {
 // gc.freeze ran before the fork, and the collector is on in the worker.
 func testGcFrozen(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	pid := h.start("gc", "cfktestapp:frozen", nil)
-	h.waitStopped("gc", pid)
-	line := h.waitLog("out:gc:frozen ")
+	pid := h.StartService("gc", "cfktestapp:frozen", nil)
+	h.Stopped("gc", pid)
+	line := h.WaitLog("out:gc:frozen ")
 	f := strings.Fields(line)
 	if n, _ := strconv.Atoi(f[1]); n <= 0 || f[3] != "True" {
 		t.Errorf("got %q: want a freeze count > 0 and the collector enabled", line)
@@ -396,21 +397,21 @@ func testGcFrozen(t *testing.T, py string) {
 // Bad input is an err:-: line and changes nothing.
 func testBadCommands(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	h.sendRaw(`{"command":"start","name":`)
-	h.waitLog(`err:-:malformed command '{"command":"start","name":'`)
-	h.sendRaw(`[1,2]`)
-	h.waitLog(`err:-:malformed command '[1,2]'`)
-	h.sendRaw(`{"command":"dance"}`)
-	h.waitLog(`err:-:unknown command 'dance'`)
-	h.sendRaw(`{"command":"stop","name":"ghost"}`)
-	h.waitLog(`err:-:stop: unknown service 'ghost'`)
-	h.sendRaw(`{"command":"start","name":"a:b","cmd":"x"}`)
-	h.waitLog(`err:-:start: invalid service name 'a:b'`)
-	h.sendRaw("\xff\xfe")
-	h.waitLog(`err:-:malformed command '`)
-	h.sendRaw("")
-	pid := h.start("after", "cfktestapp:exit3", nil)
-	if ws := h.waitStopped("after", pid); ws != 768 {
+	h.SendLine(`{"command":"start","name":`)
+	h.WaitLog(`err:-:malformed command '{"command":"start","name":'`)
+	h.SendLine(`[1,2]`)
+	h.WaitLog(`err:-:malformed command '[1,2]'`)
+	h.SendLine(`{"command":"dance"}`)
+	h.WaitLog(`err:-:unknown command 'dance'`)
+	h.SendLine(`{"command":"stop","name":"ghost"}`)
+	h.WaitLog(`err:-:stop: unknown service 'ghost'`)
+	h.SendLine(`{"command":"start","name":"a:b","cmd":"x"}`)
+	h.WaitLog(`err:-:start: invalid service name 'a:b'`)
+	h.SendLine("\xff\xfe")
+	h.WaitLog(`err:-:malformed command '`)
+	h.SendLine("")
+	pid := h.StartService("after", "cfktestapp:exit3", nil)
+	if ws := h.Stopped("after", pid); ws != 768 {
 		t.Errorf("exit_status %d", ws)
 	}
 }
@@ -422,23 +423,23 @@ func testTermStopsWorkers(t *testing.T, py string) {
 		t.Run(unix.SignalName(sig), func(t *testing.T) {
 			t.Parallel()
 			h := startProxy(t, options{python: py})
-			a := h.start("a", "cfktestapp:sleep", nil)
-			b := h.start("b", "cfktestapp:sleep", map[string]any{"no_new_session": 1})
-			h.waitLog("out:a:ready")
-			h.waitLog("out:b:ready")
-			h.cmd.Process.Signal(sig)
-			if code := h.waitExit(); code != 0 {
+			a := h.StartService("a", "cfktestapp:sleep", nil)
+			b := h.StartService("b", "cfktestapp:sleep", map[string]any{"no_new_session": 1})
+			h.WaitLog("out:a:ready")
+			h.WaitLog("out:b:ready")
+			h.Signal(sig)
+			if code := h.WaitExit(); code != 0 {
 				t.Errorf("proxy exit code %d", code)
 			}
 			for name, pid := range map[string]int{"a": a, "b": b} {
-				if ws := h.waitStopped(name, pid); ws != int(syscall.SIGTERM) {
+				if ws := h.Stopped(name, pid); ws != int(syscall.SIGTERM) {
 					t.Errorf("%s: exit_status %d, want 15", name, ws)
 				}
 				if syscall.Kill(pid, 0) == nil {
 					t.Errorf("worker %d still alive", pid)
 				}
 			}
-			h.waitLog(fmt.Sprintf("out:-:stopping (got %s): 2 worker(s) to stop", unix.SignalName(sig)))
+			h.WaitLog(fmt.Sprintf("out:-:stopping (got %s): 2 worker(s) to stop", unix.SignalName(sig)))
 		})
 	}
 }
@@ -446,13 +447,13 @@ func testTermStopsWorkers(t *testing.T, py string) {
 // EOF on the command pipe (cfkd is gone) does the same.
 func testEOFStopsWorkers(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	a := h.start("a", "cfktestapp:sleep", nil)
-	h.waitLog("out:a:ready")
-	h.commands.Close()
-	if code := h.waitExit(); code != 0 {
+	a := h.StartService("a", "cfktestapp:sleep", nil)
+	h.WaitLog("out:a:ready")
+	h.CloseCommands()
+	if code := h.WaitExit(); code != 0 {
 		t.Errorf("proxy exit code %d", code)
 	}
-	if ws := h.waitStopped("a", a); ws != int(syscall.SIGTERM) {
+	if ws := h.Stopped("a", a); ws != int(syscall.SIGTERM) {
 		t.Errorf("exit_status %d, want 15", ws)
 	}
 }
@@ -460,34 +461,34 @@ func testEOFStopsWorkers(t *testing.T, py string) {
 // A worker that ignores TERM is KILLed after --stop-wait.
 func testKillAfterStopWait(t *testing.T, py string) {
 	h := startProxy(t, options{python: py, args: []string{"--stop-wait", "0.3"}})
-	pid := h.start("mule", "cfktestapp:stubborn", nil)
-	h.waitLog("out:mule:ready")
-	h.commands.Close()
-	if code := h.waitExit(); code != 0 {
+	pid := h.StartService("mule", "cfktestapp:stubborn", nil)
+	h.WaitLog("out:mule:ready")
+	h.CloseCommands()
+	if code := h.WaitExit(); code != 0 {
 		t.Errorf("proxy exit code %d", code)
 	}
-	if ws := h.waitStopped("mule", pid); ws != int(syscall.SIGKILL) {
+	if ws := h.Stopped("mule", pid); ws != int(syscall.SIGKILL) {
 		t.Errorf("exit_status %d, want 9", ws)
 	}
-	h.waitLog("err:-:1 worker(s) still up after 0.3 s: KILL")
+	h.WaitLog("err:-:1 worker(s) still up after 0.3 s: KILL")
 }
 
 // When cfkd does not read the log pipe, log lines are dropped and counted,
 // and statuses still get through.
 func testLogsDroppedNotStatuses(t *testing.T, py string) {
 	h := startProxy(t, options{python: py, holdLogs: true})
-	pid := h.start("noisy", "cfktestapp:noisy", nil) // 3 MB of output, 1 MiB of buffer
-	if ws := h.waitStopped("noisy", pid); ws != 0 {
+	pid := h.StartService("noisy", "cfktestapp:noisy", nil) // 3 MB of output, 1 MiB of buffer
+	if ws := h.Stopped("noisy", pid); ws != 0 {
 		t.Errorf("exit_status %d", ws)
 	}
-	pid = h.start("next", "cfktestapp:exit3", nil)
-	h.waitStopped("next", pid)
-	h.readLogs()
-	line := h.waitLog("err:-:")
+	pid = h.StartService("next", "cfktestapp:exit3", nil)
+	h.Stopped("next", pid)
+	h.ReadLogs()
+	line := h.WaitLog("err:-:")
 	if !strings.HasSuffix(line, " log lines dropped: cfkd was not reading them") {
 		t.Errorf("got %q", line)
 	}
-	if n := len(h.lines("out", "noisy")); n == 0 || n >= 30000 {
+	if n := len(h.Lines("out", "noisy")); n == 0 || n >= 30000 {
 		t.Errorf("%d lines of 30000 logged", n)
 	}
 }
@@ -495,36 +496,20 @@ func testLogsDroppedNotStatuses(t *testing.T, py string) {
 // PYTHONUNBUFFERED in the service's env takes effect in the worker.
 func testUnbuffered(t *testing.T, py string) {
 	h := startProxy(t, options{python: py})
-	pid := h.start("u", "cfktestapp:unbuffered", map[string]any{"env": map[string]string{"PYTHONUNBUFFERED": "1"}})
-	h.waitLog("out:u:no flush needed")
-	h.waitLog("out:u:ready") // printed after the write to stderr
-	h.send(map[string]any{"command": "stop", "name": "u"})
-	h.waitStopped("u", pid)
+	pid := h.StartService("u", "cfktestapp:unbuffered", map[string]any{"env": map[string]string{"PYTHONUNBUFFERED": "1"}})
+	h.WaitLog("out:u:no flush needed")
+	h.WaitLog("out:u:ready") // printed after the write to stderr
+	h.Stop("u")
+	h.Stopped("u", pid)
 	// A partial line on stderr, logged once the worker is gone: had it been
 	// buffered, TERM would have lost it.
-	h.waitLog("err:u:nor here")
+	h.WaitLog("err:u:nor here")
 
 	// Without it, stdout is block-buffered as in any python3 on a pipe, and
 	// flushed when the worker returns.
-	pid = h.start("b", "cfktestapp:hello", nil)
-	h.waitStopped("b", pid)
-	h.waitLog("out:b:loaded-by")
-}
-
-// dialRead connects to addr and returns the first line it answers.
-func dialRead(t *testing.T, addr string) string {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, waitLong)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(waitLong))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		t.Fatalf("read from %s: %v", addr, err)
-	}
-	return strings.TrimSuffix(line, "\n")
+	pid = h.StartService("b", "cfktestapp:hello", nil)
+	h.Stopped("b", pid)
+	h.WaitLog("out:b:loaded-by")
 }
 
 // The Python unit tests (test_cfk_proxy.py) run with the Go tests.
