@@ -59,3 +59,25 @@ func TestMillis(t *testing.T) {
 		t.Errorf("Millis(1.5ms) = %v", got)
 	}
 }
+
+func TestMedianInterval(t *testing.T) {
+	// A tight sample gives a tight interval around its median, a spread
+	// one a wide interval; both contain the median.
+	tight := []float64{0.99, 1.00, 1.01, 1.00, 0.995, 1.005, 1.0, 0.998, 1.002, 1.001}
+	lo, hi := MedianInterval(tight, 0.95)
+	if m := Median(tight); lo > m || hi < m || hi-lo > 0.011 {
+		t.Errorf("tight sample: interval [%v, %v] around median %v", lo, hi, m)
+	}
+	wide := []float64{0.5, 0.7, 0.9, 1.0, 1.1, 1.3, 1.5, 0.6, 1.4, 1.2}
+	wlo, whi := MedianInterval(wide, 0.95)
+	if whi-wlo < 0.2 || wlo > Median(wide) || whi < Median(wide) {
+		t.Errorf("wide sample: interval [%v, %v]", wlo, whi)
+	}
+	// Seeded: the same sample, the same interval.
+	if lo2, hi2 := MedianInterval(tight, 0.95); lo2 != lo || hi2 != hi {
+		t.Errorf("not reproducible: [%v, %v] then [%v, %v]", lo, hi, lo2, hi2)
+	}
+	if lo, hi := MedianInterval([]float64{3}, 0.95); lo != 3 || hi != 3 {
+		t.Errorf("one value: [%v, %v]", lo, hi)
+	}
+}

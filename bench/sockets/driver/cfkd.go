@@ -19,12 +19,14 @@ type cfkd struct {
 	console    *console.Client
 }
 
-func startCfkd(bin, home string) (*cfkd, error) {
+// startCfkd starts cfkd; with pin (a taskset CPU list) it and so every
+// service it starts run on those CPUs only.
+func startCfkd(bin, home, pin string) (*cfkd, error) {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, err
 	}
 	c := &cfkd{home: home, addr: "unix:" + filepath.Join(home, "sock")}
-	p, err := benchkit.Start(benchkit.Spec{Log: filepath.Join(home, "cfkd.out")}, bin, "--home", home, "-a", c.addr)
+	p, err := benchkit.Start(benchkit.Spec{Log: filepath.Join(home, "cfkd.out")}, pinned(pin, bin, "--home", home, "-a", c.addr)...)
 	if err != nil {
 		return nil, err
 	}
@@ -97,4 +99,13 @@ func (c *cfkd) version() string {
 		return "?"
 	}
 	return b[0]
+}
+
+// pinned runs argv through taskset on the CPUs of pin, or as it is when
+// pin is empty. taskset execs argv in its own process, so the pid stays.
+func pinned(pin string, argv ...string) []string {
+	if pin == "" {
+		return argv
+	}
+	return append([]string{"taskset", "-c", pin}, argv...)
 }

@@ -30,6 +30,9 @@ type options struct {
 	minAge                     time.Duration
 	quietPct                   int
 	same                       string // "", or "cfkd" / "hand": an A/A run
+	pairedRounds, pairedSecs   int
+	pin                        bool   // paired phase: clients and pools on CPUs of their own
+	control                    string // paired phase: "relay" puts a TCP relay in front of the first pool
 }
 
 // wrk is how every wrk run of the throughput comparison is made.
@@ -47,9 +50,26 @@ func main() {
 	execStepMode := flag.Bool("exec-step", false, "set LISTEN_PID to our pid and exec the arguments")
 	addrFile := flag.String("addr-file", "", "with -launch: write the bound address here")
 	flag.IntVar(&o.workers, "workers", 4, "workers per pool")
+	loadMode := flag.Bool("load", false, "run as the balanced load client of the paired phase")
+	loadAddr := flag.String("addr", "", "with -load: the pool's host:port")
+	loadConns := flag.Int("conns", 32, "with -load: connections")
+	loadSecs := flag.Float64("load-secs", 3, "with -load: seconds to load")
+	loadClose := flag.Bool("close", false, "with -load: a new connection per request")
+	relayTo := flag.String("relay", "", "run as a TCP relay to this host:port (with -addr-file)")
 	flag.Parse()
 
 	switch {
+	case *relayTo != "":
+		err := runRelay(*relayTo, *addrFile)
+		fmt.Fprintln(os.Stderr, "relay:", err)
+		os.Exit(1)
+	case *loadMode:
+		dur := time.Duration(*loadSecs * float64(time.Second))
+		if err := runLoad(*loadAddr, o.workers, *loadConns, dur, *loadClose); err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+		return
 	case *execStepMode:
 		err := execStep(flag.Args())
 		fmt.Fprintln(os.Stderr, "exec step:", err)
@@ -76,6 +96,15 @@ func main() {
 	o.wrkThreads = benchkit.EnvInt("WRK_THREADS", 2)
 	o.wrkConns = benchkit.EnvInt("WRK_CONNS", 32)
 	o.wrkDur = time.Duration(benchkit.EnvInt("WRK_SECS", 10)) * time.Second
+	o.pairedRounds = benchkit.EnvInt("PAIRED_ROUNDS", 20)
+	o.pairedSecs = benchkit.EnvInt("PAIRED_SECS", 3)
+	o.pin = benchkit.EnvInt("PIN", 1) == 1
+	switch o.control = os.Getenv("CONTROL"); o.control {
+	case "", "relay":
+	default:
+		fmt.Fprintf(os.Stderr, "driver: CONTROL=%q: relay or nothing\n", o.control)
+		os.Exit(2)
+	}
 	o.kills = benchkit.EnvInt("KILLS", 40)
 	o.minAge = time.Duration(benchkit.EnvInt("MIN_AGE_MS", 100)) * time.Millisecond
 	for _, p := range []*string{&o.cfkd, &o.worker, &o.marker, &o.work} {
@@ -88,6 +117,14 @@ func main() {
 	benchkit.ExitOnSignal(func(os.Signal) { benchkit.KillAll(benchkit.TermGrace) }, syscall.SIGTERM, syscall.SIGINT)
 
 	rep := &report{opts: o, started: time.Now()}
+	if phases := os.Getenv("PHASES"); phases == "" || benchkit.Listed(phases, "paired") {
+		benchkit.Logf("paired: both pools loaded at once, %d rounds of %ds per load mode", o.pairedRounds, o.pairedSecs)
+		p, err := paired(o)
+		if err != nil {
+			benchkit.Fail(err)
+		}
+		rep.paired = p
+	}
 	if phases := os.Getenv("PHASES"); phases == "" || benchkit.Listed(phases, "throughput") {
 		benchkit.Logf("throughput: cfkd pool vs by-hand pool, %d rounds of %v each", o.rounds, o.wrkDur)
 		t, err := throughput(o)

@@ -13,10 +13,14 @@ type report struct {
 	opts       options
 	started    time.Time
 	throughput *throughputResult
+	paired     *pairedResult
 	respawn    *respawnResult
 }
 
 func (r *report) write(w io.Writer) {
+	if p := r.paired; p != nil {
+		r.pairedTables(w, p)
+	}
 	if t := r.throughput; t != nil {
 		if r.opts.same != "" {
 			fmt.Fprintf(w, "### Throughput, A/A: two identical pools (%s vs %s), to see how far apart they land\n\n", t.names[0], t.names[1])
@@ -103,4 +107,62 @@ func (r *report) throughputTable(w io.Writer, mode loadMode, names [2]string, sa
 		fmt.Fprintf(w, ", **%.3f** over the %d quiet ones", benchkit.Median(qa)/benchkit.Median(qb), len(qratios))
 	}
 	fmt.Fprintf(w, ". wrk errors: %s %d, %s %d.\n\n", a0, errs[0], b0, errs[1])
+}
+
+func (r *report) pairedTables(w io.Writer, p *pairedResult) {
+	a0, b0 := p.names[0], p.names[1]
+	if r.opts.same != "" {
+		fmt.Fprintf(w, "### Throughput, paired, A/A: two identical pools (%s vs %s) loaded at once\n\n", a0, b0)
+	} else {
+		fmt.Fprintf(w, "### Throughput, paired: %d workers behind a cfkd socket and the same %d started by hand, loaded at once\n\n", r.opts.workers, r.opts.workers)
+	}
+	where := "not pinned (fewer than 2 CPUs, or PIN=0)"
+	if p.loadCPU != "" {
+		where = fmt.Sprintf("the two load clients on CPU %s, both pools (parents and workers) on CPU %s", p.loadCPU, p.pools)
+	}
+	fmt.Fprintf(w, "%d rounds; each starts both pools afresh (which one first alternates), checks that each answers from %d pids "+
+		"(%s %s, %s %s), warms both up for 1 s, then loads both at once for %d s per mode, each pool with its own "+
+		"client of %d connections (the driver's `-load`), started in the same instant: %s. "+
+		"Keep-alive: each client first places exactly %d connections on every worker (it reads the pid in the answer), so neither pool "+
+		"gets a lucky spread. Requests per worker: the least and most busy worker's share of its pool's answers. "+
+		"Others: the share of the machine that processes other than the benchmark's used.\n\n",
+		len(p.served[0]), r.opts.workers, a0, ints(p.served[0]), b0, ints(p.served[1]), p.secs, p.conns, where, p.conns/max(1, r.opts.workers))
+	for m, mode := range pairedModes {
+		fmt.Fprintf(w, "#### %s\n\n", mode.name)
+		fmt.Fprintf(w, "| round | %s req/s | %s req/s | %s / %s | requests per worker, %s | requests per worker, %s | errors | others | parents' CPU |\n",
+			a0, b0, a0, b0, a0, b0)
+		fmt.Fprintln(w, "|---|---:|---:|---:|---|---|---:|---:|---|")
+		var ratios, a, b []float64
+		var errs int64
+		for i, s := range p.samples[m] {
+			ratios = append(ratios, s.ratio())
+			a, b = append(a, s.res[0].rps()), append(b, s.res[1].rps())
+			e := s.res[0].Errors + s.res[0].Non2xx + s.res[1].Errors + s.res[1].Non2xx
+			errs += e
+			fmt.Fprintf(w, "| %d | %.0f | %.0f | %.3f | %s | %s | %d | %.0f%% | %v / %v |\n", i+1,
+				s.res[0].rps(), s.res[1].rps(), s.ratio(), workerShares(s.res[0], r.opts.workers), workerShares(s.res[1], r.opts.workers),
+				e, 100*s.otherCPU, s.parentCPU[0], s.parentCPU[1])
+		}
+		lo, hi := benchkit.MedianInterval(ratios, 0.95)
+		fmt.Fprintf(w, "| **median** | **%.0f** | **%.0f** | **%.3f** | | | %d | | |\n\n", benchkit.Median(a), benchkit.Median(b), benchkit.Median(ratios), errs)
+		fmt.Fprintf(w, "%s / %s, median of the %d per-round ratios: **%.3f**, 95%% bootstrap interval %.3f–%.3f "+
+			"(per-round ratios from %.3f to %.3f); target ≥ 0.98.\n\n",
+			a0, b0, len(ratios), benchkit.Median(ratios), lo, hi, benchkit.Quantile(ratios, 0), benchkit.Quantile(ratios, 1))
+	}
+}
+
+// workerShares is the least and the most busy worker's share of a run's
+// answers ("24–26 %"); a worker that answered nothing counts as 0.
+func workerShares(r loadResult, workers int) string {
+	if r.Requests == 0 {
+		return "—"
+	}
+	var shares []float64
+	for _, n := range r.PerWorker {
+		shares = append(shares, 100*float64(n)/float64(r.Requests))
+	}
+	for len(shares) < workers {
+		shares = append(shares, 0)
+	}
+	return fmt.Sprintf("%.0f–%.0f %%", benchkit.Quantile(shares, 0), benchkit.Quantile(shares, 1))
 }

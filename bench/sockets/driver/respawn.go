@@ -87,7 +87,7 @@ func respawn(o options) (*respawnResult, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	c, err := startCfkd(o.cfkd, filepath.Join(dir, "cfkd"))
+	c, err := startCfkd(o.cfkd, filepath.Join(dir, "cfkd"), "")
 	if err != nil {
 		return nil, err
 	}

@@ -74,7 +74,7 @@ func throughput(o options) (*throughputResult, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
-		pools, err := newPools(o, dir)
+		pools, err := newPools(o, dir, "", false)
 		if err != nil {
 			return nil, err
 		}
@@ -145,13 +145,20 @@ func (r *throughputResult) run(o options, round, m int, mode loadMode, i int, p 
 // newPools starts the two pools of a round: a cfkd pool and a by-hand
 // pool, or with o.same ("cfkd" or "hand") two pools of one kind, an A/A
 // run that shows how far apart two identical pools land on this machine.
-func newPools(o options, dir string) ([2]*pool, error) {
+// pin, when set, is the taskset CPU list both pools run on; reversed
+// starts the second pool first.
+func newPools(o options, dir, pin string, reversed bool) ([2]*pool, error) {
 	var pools [2]*pool
 	kinds := [2]string{"cfkd", "hand"}
 	if o.same != "" {
 		kinds = [2]string{o.same, o.same}
 	}
-	for i, kind := range kinds {
+	order := []int{0, 1}
+	if reversed {
+		order = []int{1, 0}
+	}
+	for n, i := range order {
+		kind := kinds[i]
 		d := dir
 		if o.same != "" {
 			d = filepath.Join(dir, string(rune('a'+i)))
@@ -159,14 +166,14 @@ func newPools(o options, dir string) ([2]*pool, error) {
 		var err error
 		if err = os.MkdirAll(d, 0o755); err == nil {
 			if kind == "cfkd" {
-				pools[i], err = cfkdPool(o, d)
+				pools[i], err = cfkdPool(o, d, pin)
 			} else {
-				pools[i], err = handPool(o, d)
+				pools[i], err = handPool(o, d, pin)
 			}
 		}
 		if err != nil {
-			if i == 1 {
-				pools[0].stop()
+			if n == 1 {
+				pools[order[0]].stop()
 			}
 			return pools, err
 		}
@@ -179,8 +186,8 @@ func newPools(o options, dir string) ([2]*pool, error) {
 
 // cfkdPool starts a cfkd with o.workers services of the worker on one
 // socket.
-func cfkdPool(o options, dir string) (*pool, error) {
-	c, err := startCfkd(o.cfkd, filepath.Join(dir, "cfkd"))
+func cfkdPool(o options, dir, pin string) (*pool, error) {
+	c, err := startCfkd(o.cfkd, filepath.Join(dir, "cfkd"), pin)
 	if err != nil {
 		return nil, err
 	}
@@ -208,11 +215,11 @@ func cfkdPool(o options, dir string) (*pool, error) {
 }
 
 // handPool starts the by-hand launcher (this program with -launch).
-func handPool(o options, dir string) (*pool, error) {
+func handPool(o options, dir, pin string) (*pool, error) {
 	addrFile := filepath.Join(dir, "byhand.addr")
 	self, _ := os.Executable()
-	l, err := benchkit.Start(benchkit.Spec{Log: filepath.Join(dir, "byhand.out")}, self, "-launch", "-worker", o.worker,
-		"-workers", fmt.Sprint(o.workers), "-addr-file", addrFile)
+	l, err := benchkit.Start(benchkit.Spec{Log: filepath.Join(dir, "byhand.out")}, pinned(pin, self, "-launch", "-worker", o.worker,
+		"-workers", fmt.Sprint(o.workers), "-addr-file", addrFile)...)
 	if err != nil {
 		return nil, err
 	}
