@@ -22,6 +22,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 # --- tools -------------------------------------------------------------------
 need wrk wrk
+need taskset util-linux
 need gcc gcc
 need_static_libc
 need_go
