@@ -36,7 +36,7 @@ import (
 	"time"
 
 	"github.com/controlfreak-go/cfk/proxies/go/example/table"
-	"github.com/controlfreak-go/cfk/proxies/go/internal/fakecfkd"
+	"github.com/controlfreak-go/cfk/internal/fakecfkd"
 )
 
 // stepWait bounds each wait for the pool (a start, a GC, a read pass).
