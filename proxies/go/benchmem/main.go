@@ -35,8 +35,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/controlfreak-go/cfk/proxies/go/example/table"
 	"github.com/controlfreak-go/cfk/internal/fakecfkd"
+	"github.com/controlfreak-go/cfk/proxies/go/example/table"
 )
 
 // stepWait bounds each wait for the pool (a start, a GC, a read pass).
