@@ -102,6 +102,21 @@ func helper(mode string, args []string) {
 			fmt.Fprintf(c, "%d\n", os.Getpid())
 			c.Close()
 		}
+	case "drain": // drain FILE READY_AFTER LINGER: READY=1, and on TERM linger before exiting; each step noted in FILE
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		pid := strconv.Itoa(os.Getpid())
+		appendLine(arg(0), "start "+pid)
+		d, _ := time.ParseDuration(arg(1))
+		time.Sleep(d)
+		appendLine(arg(0), "ready "+pid) // first: cfkd may act on READY=1 at once
+		daemon.SdNotify(false, daemon.SdNotifyReady)
+		<-term
+		appendLine(arg(0), "term "+pid)
+		linger, _ := time.ParseDuration(arg(2))
+		time.Sleep(linger)
+		appendLine(arg(0), "exit "+pid)
+		os.Exit(0)
 	case "notify": // notify READY_AFTER WATCHDOG_EVERY STATUS: sd_notify with go-systemd
 		readyAfter, _ := time.ParseDuration(arg(0))
 		every, _ := time.ParseDuration(arg(1))

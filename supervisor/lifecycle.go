@@ -207,6 +207,10 @@ func (s *Supervisor) onExit(pid int, ws syscall.WaitStatus) {
 		s.onProxyExit(p, ws)
 		return
 	}
+	if p := s.retired[pid]; p != nil {
+		s.onRetiredExit(p, ws)
+		return
+	}
 	svc := s.byPid[pid]
 	if svc == nil {
 		s.logf(eventlog.Debug, "reaped orphan %d: %s", pid, exitReason(ws))

@@ -20,8 +20,9 @@ type rollingOp struct {
 	id      int
 	names   []string
 	batch   int
-	next    int // index of the first service not yet touched
-	pending int // services of the current batch not yet ready
+	overlap bool // start each new process beside the old one (overlap.go)
+	next    int  // index of the first service not yet touched
+	pending int  // services of the current batch not yet ready
 	state   string
 	msg     string
 	started time.Time
@@ -40,10 +41,18 @@ func (op *rollingOp) line() string {
 // maxRollingKept bounds how many finished operations rollstatus remembers.
 const maxRollingKept = 16
 
-// cmdRollRestart answers `command rollrestart SELECTOR [BATCH]` with the
-// operation's id; the restart goes on in the loop.
+// cmdRollRestart answers `command rollrestart SELECTOR [BATCH [overlap]]`
+// with the operation's id; the restart goes on in the loop.
 func (s *Supervisor) cmdRollRestart(args []string, done func([]string, error)) {
 	batch := 1
+	overlap := false
+	// "overlap" counts only after a batch size, so that a service called
+	// overlap can still be selected.
+	if n := len(args); n > 2 && args[n-1] == "overlap" {
+		if _, err := strconv.Atoi(args[n-2]); err == nil {
+			overlap, args = true, args[:n-1]
+		}
+	}
 	if n := len(args); n > 1 {
 		if k, err := strconv.Atoi(args[n-1]); err == nil {
 			if k < 1 {
@@ -85,13 +94,17 @@ func (s *Supervisor) cmdRollRestart(args []string, done func([]string, error)) {
 		}
 	}
 	s.rollingSeq++
-	op := &rollingOp{id: s.rollingSeq, names: names, batch: batch, state: "running", started: time.Now()}
+	op := &rollingOp{id: s.rollingSeq, names: names, batch: batch, overlap: overlap, state: "running", started: time.Now()}
 	s.rolling = append(s.rolling, op)
 	if len(s.rolling) > maxRollingKept {
 		s.rolling = s.rolling[len(s.rolling)-maxRollingKept:]
 	}
-	s.logf(eventlog.Info, "rolling restart %d: %d services in batches of %d", op.id, len(names), batch)
-	done([]string{fmt.Sprintf("rolling restart %d: %d services in batches of %d", op.id, len(names), batch)}, nil)
+	how := ""
+	if overlap {
+		how = ", each new process beside the old one"
+	}
+	s.logf(eventlog.Info, "rolling restart %d: %d services in batches of %d%s", op.id, len(names), batch, how)
+	done([]string{fmt.Sprintf("rolling restart %d: %d services in batches of %d%s", op.id, len(names), batch, how)}, nil)
 	s.rollNext(op)
 }
 
@@ -117,7 +130,11 @@ func (s *Supervisor) rollNext(op *rollingOp) {
 			s.rollFail(op, fmt.Sprintf("%s was destroyed", name))
 			return
 		}
-		if err := s.restart(svc); err != nil {
+		restart := s.restart
+		if op.overlap {
+			restart = s.restartOverlapping
+		}
+		if err := restart(svc); err != nil {
 			s.rollFail(op, fmt.Sprintf("%s: %v", name, err))
 			return
 		}

@@ -65,7 +65,8 @@ type Supervisor struct {
 	out          *outputReader
 	shuttingDown bool
 	shutdownDone chan struct{}
-	lingering    map[int]bool // process groups left by a stopped service, awaiting stopwait
+	lingering    map[int]bool         // process groups left by a stopped service, awaiting stopwait
+	retired      map[int]*retiredProc // old processes of overlapping restarts, by pid
 	sockets      map[string]*socketEntry
 	proxies      map[string]*proxyEntry
 	proxyByPid   map[int]*proxyEntry
@@ -141,6 +142,7 @@ func New(opts Options) (*Supervisor, error) {
 		out:          out,
 		shutdownDone: make(chan struct{}),
 		lingering:    map[int]bool{},
+		retired:      map[int]*retiredProc{},
 		sockets:      map[string]*socketEntry{},
 		proxies:      map[string]*proxyEntry{},
 		proxyByPid:   map[int]*proxyEntry{},

@@ -470,4 +470,14 @@ func TestRollingRestartFollowsProgress(t *testing.T) {
 	if res = cfkctlAt(t, usage, "restart", "a", "b", "--rolling"); res.code != 2 {
 		t.Fatalf("two refs with --rolling: exit %d", res.code)
 	}
+	if res = cfkctlAt(t, usage, "restart", "@web", "--overlap"); res.code != 2 || !strings.Contains(res.stderr, "--overlap needs --rolling") {
+		t.Fatalf("--overlap without --rolling: exit %d\n%s", res.code, res.stderr)
+	}
+	overlap := newFakeCfkd(t, map[string]reply{
+		"command rollrestart tag web 1 overlap": {body: []string{"rolling restart 2: 2 services in batches of 1, each new process beside the old one"}},
+		"command rollstatus 2":                  {body: []string{"2\tdone\t2/2\trestarted 2 services in 0.20s"}},
+	})
+	if res = cfkctlAt(t, overlap, "restart", "@web", "--rolling", "--overlap"); res.code != 0 || !strings.Contains(res.stdout, "beside the old one") {
+		t.Fatalf("--overlap: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
 }

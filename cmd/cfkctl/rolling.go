@@ -12,14 +12,20 @@ import (
 // rollPoll is how often cfkctl asks for a rolling restart's progress.
 const rollPoll = 100 * time.Millisecond
 
-// addRollingFlags gives `restart` its --rolling and --batch flags.
+// addRollingFlags gives `restart` its --rolling, --batch and --overlap
+// flags.
 func (a *app) addRollingFlags(cmd *cobra.Command) {
-	var rolling bool
+	var rolling, overlap bool
 	var batch int
 	cmd.Flags().BoolVar(&rolling, "rolling", false, "restart in batches, each batch ready before the next is touched")
 	cmd.Flags().IntVar(&batch, "batch", 1, "with --rolling: services restarted at once")
+	cmd.Flags().BoolVar(&overlap, "overlap", false,
+		"with --rolling: start each new process beside the old one, which is stopped once the new one is ready (services on cfkd's sockets)")
 	plain := cmd.RunE
 	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if overlap && !rolling {
+			return errors.New("--overlap needs --rolling")
+		}
 		if !rolling {
 			return plain(c, args)
 		}
@@ -32,15 +38,19 @@ func (a *app) addRollingFlags(cmd *cobra.Command) {
 			return errors.New("--rolling takes one svcref (a tag, a name or all)")
 		}
 		return action(func(*cobra.Command, []string) error {
-			return a.rollingRestart(sels[0], batch)
+			return a.rollingRestart(sels[0], batch, overlap)
 		})(c, args)
 	}
 }
 
 // rollingRestart starts a rolling restart in cfkd and follows it until it
 // ends. cfkd carries it out: interrupting cfkctl does not stop it.
-func (a *app) rollingRestart(sel string, batch int) error {
-	body, err := a.request(fmt.Sprintf("command rollrestart %s %d", sel, batch))
+func (a *app) rollingRestart(sel string, batch int, overlap bool) error {
+	req := fmt.Sprintf("command rollrestart %s %d", sel, batch)
+	if overlap {
+		req += " overlap"
+	}
+	body, err := a.request(req)
 	if err != nil {
 		return err
 	}
