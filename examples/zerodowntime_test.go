@@ -197,12 +197,16 @@ var (
 	upgraded    = regexp.MustCompile(`(?m)^cfkd upgraded in place \(upgrade (\d+)\); the console answered again after (\d+) ms$`)
 )
 
-// rollRestart runs `cfkctl restart @web --rolling --batch K`, which
-// returns once the rolling restart is done and fails the test otherwise,
-// and checks cfkd's rollstatus agrees.
-func (d *cfkd) rollRestart(batch, total int) {
+// rollRestart runs `cfkctl restart @web --rolling --batch K` (with
+// --overlap when asked), which returns once the rolling restart is done
+// and fails the test otherwise, and checks cfkd's rollstatus agrees.
+func (d *cfkd) rollRestart(batch, total int, overlap bool) {
 	d.t.Helper()
-	out := d.cfkctl("restart", "@web", "--rolling", "--batch", strconv.Itoa(batch))
+	args := []string{"restart", "@web", "--rolling", "--batch", strconv.Itoa(batch)}
+	if overlap {
+		args = append(args, "--overlap")
+	}
+	out := d.cfkctl(args...)
 	m := rollStarted.FindStringSubmatch(out)
 	if m == nil {
 		d.t.Fatalf("cfkctl restart --rolling printed no operation:\n%s", out)
@@ -215,14 +219,18 @@ func (d *cfkd) rollRestart(batch, total int) {
 }
 
 // requireReplaced fails the test unless every service runs under a new
-// pid and every old process is gone.
-func requireReplaced(t *testing.T, names []string, old, now []int) {
+// pid and every old process is gone — at once, or, after an overlapping
+// restart, whose old processes drain beside the new ones, within a
+// deadline.
+func requireReplaced(t *testing.T, names []string, old, now []int, overlap bool) {
 	t.Helper()
 	for i, name := range names {
 		if now[i] == old[i] {
 			t.Fatalf("%s still runs as pid %d", name, old[i])
 		}
-		if alive(old[i]) {
+		if overlap {
+			waitFor(t, 15*time.Second, fmt.Sprintf("%s's old process %d to end", name, old[i]), func() bool { return !alive(old[i]) })
+		} else if alive(old[i]) {
 			t.Fatalf("%s's old process %d is still alive after its restart", name, old[i])
 		}
 	}
@@ -231,7 +239,8 @@ func requireReplaced(t *testing.T, names []string, old, now []int) {
 // TestRollingRestartUnderLoad: rolling restarts of the whole pool, one
 // after the other for as long as the load lasts, in batches of 1, 2 and 4
 // (the whole pool at once: then no worker accepts for a few milliseconds
-// and connections wait in the accept queue). After each, every worker
+// and connections wait in the accept queue), plain and overlapping in
+// turn. After each, every worker
 // runs under a new pid and its old process is gone, and cfkd reports the
 // operation done. wrk sees no error at all.
 func TestRollingRestartUnderLoad(t *testing.T) {
@@ -245,18 +254,19 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	batches := []int{1, 2, zdPoolSize}
 	rolls := 0
 	for ; load.another(); rolls++ {
-		d.rollRestart(batches[rolls%len(batches)], len(names))
+		overlap := (rolls/len(batches))%2 == 1
+		d.rollRestart(batches[rolls%len(batches)], len(names), overlap)
 		now := d.waitRunning(names...)
-		requireReplaced(t, names, pids, now)
+		requireReplaced(t, names, pids, now, overlap)
 		pids = now
 	}
 	_, _, perPid := load.wait()
-	if rolls < len(batches) {
+	if rolls < 2*len(batches) {
 		t.Fatalf("only %d rolling restarts in %v", rolls, zdLoadDuration)
 	}
 	requireServed(t, perPid, pids)
 	d.requireQuietLog()
-	t.Logf("%d rolling restarts (batches of 1, 2, %d in turn), %d worker processes replaced; the longest took %v",
+	t.Logf("%d rolling restarts (batches of 1, 2, %d in turn, plain then overlapping), %d worker processes replaced; the longest took %v",
 		rolls, zdPoolSize, rolls*len(names), load.longest.Round(time.Millisecond))
 }
 
@@ -386,9 +396,9 @@ func TestUpgradeUnderLoad(t *testing.T) {
 		t.Fatalf("the upgrades took too long: %v of load left for the rolling restart", load.left())
 	}
 	before := pids
-	d.rollRestart(1, len(names))
+	d.rollRestart(1, len(names), false)
 	pids = d.waitRunning(names...)
-	requireReplaced(t, names, before, pids)
+	requireReplaced(t, names, before, pids, false)
 	for i, p := range pids {
 		if pp := ppid(p); pp != cfkdPid {
 			t.Fatalf("%s (pid %d) restarted by the upgraded cfkd is the child of %d, not %d", names[i], p, pp, cfkdPid)
