@@ -9,8 +9,8 @@
 #
 # Knobs: REPS=3 WRK_SECS=10 WRK_THREADS=2 WRK_CONNS=16 RESTART_AT_MS=2000
 # WORKERS=4 BIG_WORKERS=8 BIG_REPS=1 BIG_WRK_SECS=6 UPGRADES=20
-# STARTER_INTERVAL=1 CASES=cfkd1,cfkd2,cfkdgunicorn,supervisord,supervisord1by1,starman,gunicorn
-# BIG_CASES=cfkd1,cfkd2,supervisord1by1,starman,gunicorn
+# STARTER_INTERVAL=1 CASES=cfkd1,cfkd2,cfkd1o,cfkd2o,cfkdgunicorn,supervisord,supervisord1by1,starman,gunicorn
+# BIG_CASES=cfkd1,cfkd2,cfkd1o,cfkd2o,supervisord1by1,starman,gunicorn
 # PHASES=restart,big,upgrade INSTALL=1 WAIT_QUIET=0 (seconds to wait for a
 # 1-minute load average under 1) KEEP=0 (keep the scratch directory)
 # OUT=file (the report, too). See bench/restart/README.md.

@@ -78,7 +78,7 @@ func main() {
 	// 8 workers: the rolling restarts. Not the second cfkd worker
 	// program, nor supervisord's group restart (not rolling: the 4-worker
 	// table shows what it does to the socket).
-	o.bigCases = benchkit.EnvStr("BIG_CASES", "cfkd1,cfkd2,supervisord1by1,starman,gunicorn")
+	o.bigCases = benchkit.EnvStr("BIG_CASES", "cfkd1,cfkd2,cfkd1o,cfkd2o,supervisord1by1,starman,gunicorn")
 	o.phases = benchkit.EnvStr("PHASES", "restart,big,upgrade")
 
 	// On TERM or INT (run.sh's trap), stop every peer we started.

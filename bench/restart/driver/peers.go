@@ -38,6 +38,12 @@ type peerCase struct {
 var cases = []peerCase{
 	{"cfkd1", "cfkd, `cfkctl restart @web --rolling --batch 1`", func(o *options, dir string) pool { return &cfkdPool{o: o, dir: dir, batch: 1} }},
 	{"cfkd2", "cfkd, `cfkctl restart @web --rolling --batch 2`", func(o *options, dir string) pool { return &cfkdPool{o: o, dir: dir, batch: 2} }},
+	{"cfkd1o", "cfkd, `cfkctl restart @web --rolling --batch 1 --overlap`", func(o *options, dir string) pool {
+		return &cfkdPool{o: o, dir: dir, batch: 1, overlap: true}
+	}},
+	{"cfkd2o", "cfkd, `cfkctl restart @web --rolling --batch 2 --overlap`", func(o *options, dir string) pool {
+		return &cfkdPool{o: o, dir: dir, batch: 2, overlap: true}
+	}},
 	{"cfkdgunicorn", "cfkd, gunicorn workers (`gunicorn --workers 1` ×N on `sockets=`), `--rolling --batch 1`", func(o *options, dir string) pool {
 		return &cfkdPool{o: o, dir: dir, batch: 1, gunicorn: true}
 	}},
@@ -57,6 +63,9 @@ type cfkdPool struct {
 	o     *options
 	dir   string
 	batch int
+	// overlap: each new worker starts beside the old one, which goes once
+	// the new one is ready (--overlap).
+	overlap bool
 	// gunicorn: each service is `gunicorn --workers 1` with the WSGI app,
 	// instead of the Go worker: a program of another language that knows
 	// nothing of cfkd but systemd's LISTEN_FDS, and drains on TERM.
@@ -141,7 +150,11 @@ func (p *cfkdPool) workers() []int {
 }
 
 func (p *cfkdPool) restart() (string, error) {
-	return run(p.dir, p.o.cfkctl, "-a", p.addr, "restart", "@web", "--rolling", "--batch", fmt.Sprint(p.batch))
+	args := []string{"-a", p.addr, "restart", "@web", "--rolling", "--batch", fmt.Sprint(p.batch)}
+	if p.overlap {
+		args = append(args, "--overlap")
+	}
+	return run(p.dir, append([]string{p.o.cfkctl}, args...)...)
 }
 
 func (p *cfkdPool) down() {
