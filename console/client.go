@@ -70,6 +70,16 @@ func (c *Client) Do(line string) ([]string, error) {
 	}
 }
 
+// Auth gives the server its token (`auth TOKEN`), which a TCP console
+// with a token wants before anything else.
+func (c *Client) Auth(token string) error {
+	if strings.ContainsAny(token, " \t") || token == "" {
+		return errors.New("a token is one word")
+	}
+	_, err := c.Do("auth " + token)
+	return err
+}
+
 // Close says `exit` and closes the connection.
 func (c *Client) Close() error {
 	_, _ = c.conn.Write([]byte("exit\r\n"))

@@ -3,6 +3,7 @@ package console
 import (
 	"bufio"
 	"bytes"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -142,6 +143,13 @@ type Server struct {
 	// MaxConns is how many connections are served at once; one more gets
 	// `ERROR: too many connections` and is closed [DefaultMaxConns].
 	MaxConns int
+	// Token, when set, is the secret a TCP client must give before
+	// anything else: its first line must be `auth TOKEN`. Anything else
+	// first, or a wrong token, gets one ERROR and the connection is
+	// closed. A unix socket's peers are checked by their credentials
+	// instead and need no token; `auth` there is still checked, so that
+	// one script works on both.
+	Token string
 
 	mu        sync.Mutex
 	closed    bool
@@ -317,6 +325,8 @@ func (s *Server) serveConn(c net.Conn) {
 
 	lines := lineReader{r: bufio.NewReader(c), max: s.maxLineBytes()}
 	w := bufio.NewWriter(c)
+	_, onUnix := c.(*net.UnixConn)
+	authed := s.Token == "" || onUnix
 	for {
 		line, err := lines.next()
 		if err != nil && !errors.Is(err, errLineTooLong) {
@@ -340,6 +350,28 @@ func (s *Server) serveConn(c net.Conn) {
 		// The deadline covers every write this answer causes, including a
 		// flush of the buffer when it fills.
 		_ = c.SetWriteDeadline(time.Now().Add(s.writeTimeout()))
+		if token, isAuth := authLine(line, err); isAuth || !authed {
+			if !isAuth {
+				why = "no auth line first"
+				writeError(w, `authentication required: send "auth TOKEN" first (the token is in cfkd's --token-file)`)
+				_ = w.Flush()
+				return
+			}
+			if !s.tokenOK(token) {
+				why = "wrong token"
+				s.logf("console authentication failed from %s", who)
+				writeError(w, "authentication failed")
+				_ = w.Flush()
+				return
+			}
+			authed = true
+			writeAnswer(w, nil, nil)
+			if err = w.Flush(); err != nil {
+				why = "cannot write the answer: " + plainErr(err).Error()
+				return
+			}
+			continue
+		}
 		if err != nil {
 			writeError(w, fmt.Sprintf("line too long (limit %d bytes)", lines.max))
 		} else {
@@ -358,6 +390,27 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 	}
+}
+
+// authLine says whether line is `auth TOKEN` (the verb in any case) and
+// gives the token.
+func authLine(line []byte, readErr error) (token string, ok bool) {
+	if readErr != nil {
+		return "", false
+	}
+	verb, rest, _ := strings.Cut(trimSpace(string(line)), " ")
+	if !strings.EqualFold(verb, "auth") {
+		return "", false
+	}
+	return trimSpace(rest), true
+}
+
+// tokenOK compares in constant time; with no Token set, any is fine.
+func (s *Server) tokenOK(token string) bool {
+	if s.Token == "" {
+		return true
+	}
+	return subtle.ConstantTimeCompare([]byte(token), []byte(s.Token)) == 1
 }
 
 // execute parses and runs one line. A panic in the Handler becomes an

@@ -53,6 +53,19 @@ func (a *app) conn() (*console.Client, error) {
 	if err != nil {
 		return nil, &connectError{addr: addr, err: err}
 	}
+	if ca, _ := console.ParseAddress(addr); ca.Network == "tcp" {
+		token, err := a.resolveToken()
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		if token != "" {
+			if err := c.Auth(token); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("cfkd at %s refused the token (%v)", addr, err)
+			}
+		}
+	}
 	a.client, a.addr = c, addr
 	return c, nil
 }

@@ -48,7 +48,7 @@ func cfkctl(t *testing.T, inv invocation) result {
 	cmd := exec.CommandContext(ctx, os.Args[0], inv.args...)
 	for _, kv := range os.Environ() {
 		switch k, _, _ := strings.Cut(kv, "="); k {
-		case "HOME", "TZ", "NO_COLOR", "CFKD_HOME", "CFKD_ADDRESS":
+		case "HOME", "TZ", "NO_COLOR", "CFKD_HOME", "CFKD_ADDRESS", "CFKD_TOKEN_FILE":
 			continue
 		}
 		cmd.Env = append(cmd.Env, kv)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -17,10 +19,11 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 
-	address string // --address; empty means "work out the default"
-	home    string // --home
-	basedir string // --basedir, for load
-	yes     bool   // --yes, accepted for compatibility, unused
+	address   string // --address; empty means "work out the default"
+	tokenFile string // --token-file; empty means "work out the default"
+	home      string // --home
+	basedir   string // --basedir, for load
+	yes       bool   // --yes, accepted for compatibility, unused
 
 	client *console.Client
 	addr   string // the address client was dialled at
@@ -95,6 +98,9 @@ again), fatal (gave up starting).`,
 			"(default $CFKD_ADDRESS, else unix:HOME/sock with HOME from --home,\n"+
 			"$CFKD_HOME or $HOME/.controlfreak)")
 	pf.StringVar(&a.home, "home", "", "cfkd's home directory, to find its socket (default $CFKD_HOME or $HOME/.controlfreak)")
+	pf.StringVar(&a.tokenFile, "token-file", "",
+		"for a TCP management socket: the file with cfkd's console token\n"+
+			"(default $CFKD_TOKEN_FILE, else HOME/"+console.TokenFileName+" when it exists)")
 	pf.StringVar(&a.basedir, "basedir", "", "value of ${BASE} for load (default the current directory)")
 	pf.BoolVarP(&a.yes, "yes", "y", false, "do not ask for confirmations (accepted for compatibility; cfkctl never asks)")
 
@@ -133,4 +139,33 @@ func (a *app) resolveAddress() (string, error) {
 		return "", fmt.Errorf("cannot find cfkd's socket (%v); use --address", err)
 	}
 	return "unix:" + filepath.Join(home, defaultHomeDir, "sock"), nil
+}
+
+// resolveToken gives the token to send to a TCP console, or "" to send
+// none: --token-file, $CFKD_TOKEN_FILE, or the token file in cfkd's home
+// when there is one. A file named explicitly must be readable.
+func (a *app) resolveToken() (string, error) {
+	path := a.tokenFile
+	if path == "" {
+		path = os.Getenv("CFKD_TOKEN_FILE")
+	}
+	if path != "" {
+		return console.ReadToken(path)
+	}
+	home := a.home
+	if home == "" {
+		home = os.Getenv("CFKD_HOME")
+	}
+	if home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return "", nil
+		}
+		home = filepath.Join(h, defaultHomeDir)
+	}
+	token, err := console.ReadToken(filepath.Join(home, console.TokenFileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	return token, err
 }

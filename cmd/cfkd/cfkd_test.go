@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -340,14 +341,64 @@ func TestTCPConsole(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	startCfkd(t, "-a", addr)
+	d := startCfkd(t, "-a", addr)
+
+	// cfkd made a token, readable by its user only.
+	tokenPath := filepath.Join(d.home, console.TokenFileName)
+	info, err := os.Stat(tokenPath)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v %v", info, err)
+	}
+	token, err := console.ReadToken(tokenPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Without it: refused before anything runs.
 	c, err := console.Dial(addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var se *console.ServerError
+	if _, err := c.Do("command version"); !errors.As(err, &se) || !strings.Contains(se.Msg, "authentication required") {
+		t.Fatalf("no token: %v", err)
+	}
+	c.Close()
+	c, _ = console.Dial(addr, 5*time.Second)
+	if err := c.Auth("0123456789abcdef0123"); !errors.As(err, &se) || se.Msg != "authentication failed" {
+		t.Fatalf("wrong token: %v", err)
+	}
+	c.Close()
+
+	// With it.
+	c, err = console.Dial(addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer c.Close()
+	if err := c.Auth(token); err != nil {
+		t.Fatal(err)
+	}
 	if out := mustDo(t, c, "command version"); len(out) != 1 {
 		t.Fatalf("version: %q", out)
+	}
+	for _, want := range []string{"created the console token in " + tokenPath, "console authentication failed from 127.0.0.1:"} {
+		waitFor(t, 5*time.Second, "log line "+want, func() bool {
+			log, _ := os.ReadFile(filepath.Join(d.home, "cfkd.log"))
+			return strings.Contains(string(log), want)
+		})
+	}
+}
+
+func TestTokenFileRefused(t *testing.T) {
+	home := t.TempDir()
+	bad := filepath.Join(home, "open.token")
+	if err := os.WriteFile(bad, []byte("0123456789abcdef0123\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(cfkdBin, "--home", home, "-a", "127.0.0.1:0", "--token-file", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "can be read or written by others") {
+		t.Fatalf("a world-readable token file was accepted: %v\n%s", err, out)
 	}
 }
 

@@ -25,7 +25,10 @@ type options struct {
 	daemon  bool
 	trap    bool
 	config  string
-	check   bool // --upgrade-check: can this binary resume from the document on stdin?
+	token   string // --token-file
+	check   bool   // --upgrade-check
+
+	consoleToken consoleTokenState // read from the token file by run: can this binary resume from the document on stdin?
 }
 
 func main() {
@@ -50,6 +53,7 @@ func main() {
 	f.BoolVarP(&o.daemon, "daemon", "d", false, "detach and run in the background")
 	f.BoolVarP(&o.trap, "trap", "t", false, "with -d, ignore HUP, INT and TERM (stop with `command shutdown`)")
 	f.StringVarP(&o.config, "config", "c", "", "config file to load at start, as if sent line by line to the console")
+	f.StringVar(&o.token, "token-file", "", "with a TCP management socket: the file holding the token clients must give (default $home/"+console.TokenFileName+", created when missing)")
 	f.BoolVar(&o.check, "upgrade-check", false, "say whether this binary can take over from the running cfkd (used by upgrade)")
 	_ = f.MarkHidden("upgrade-check")
 	if err := cmd.Execute(); err != nil {
@@ -90,6 +94,9 @@ func run(o options) error {
 	if err := os.MkdirAll(o.home, 0o700); err != nil {
 		return fmt.Errorf("create home: %w", err)
 	}
+	if o.consoleToken, err = consoleToken(&o); err != nil {
+		return err
+	}
 
 	handover, err := readHandover()
 	if err != nil {
@@ -107,6 +114,7 @@ func run(o options) error {
 }
 
 func serve(o options, ready *reporter, handover *supervisor.Handover) error {
+	token := o.consoleToken
 	var lock *lockFile
 	var err error
 	if handover != nil {
@@ -209,6 +217,7 @@ func serve(o options, ready *reporter, handover *supervisor.Handover) error {
 	srv := &console.Server{
 		Handler: sup,
 		Logf:    func(format string, args ...any) { log.Infof(format, args...) },
+		Token:   token.value,
 	}
 	go func() {
 		if err := srv.Serve(l); err != nil {
@@ -216,10 +225,16 @@ func serve(o options, ready *reporter, handover *supervisor.Handover) error {
 		}
 	}()
 	log.Infof("management socket on %s", o.address)
+	if token.value != "" {
+		if token.created {
+			log.Infof("created the console token in %s", o.token)
+		}
+		log.Infof("TCP clients must give the token in %s (cfkctl --token-file)", o.token)
+	}
 	if a, err := console.ParseAddress(o.address); err == nil && a.Network == "tcp" {
 		if host, _, _ := net.SplitHostPort(a.Addr); !isLoopback(host) {
-			log.Warnf("the management socket %s is reachable from the network and has no authentication: anyone who reaches it can run any command as cfkd's user", o.address)
-			fmt.Fprintf(os.Stderr, "cfkd: warning: %s is reachable from the network and unauthenticated\n", o.address)
+			log.Warnf("the management socket %s is reachable from the network: the token and every command travel in clear text; prefer a unix socket, or an SSH tunnel to a loopback address", o.address)
+			fmt.Fprintf(os.Stderr, "cfkd: warning: %s is reachable from the network; its traffic is not encrypted\n", o.address)
 		}
 	}
 	ready.ok()
