@@ -56,5 +56,7 @@
 //
 // On a unix socket, which is created mode 0600, only root and cfkd's own
 // user may talk (checked with SO_PEERCRED); others get
-// `ERROR: permission denied`.
+// `ERROR: permission denied`. TCP has no such check, so a Server with a
+// Token wants `auth TOKEN` as a TCP client's first line (token.go keeps
+// the token file's rules, which cfkd and cfkctl share).
 package console
