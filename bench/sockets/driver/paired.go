@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -66,32 +65,17 @@ func paired(o options) (*pairedResult, error) {
 			r.pools = fmt.Sprintf("1-%d", n-1)
 		}
 	}
-	for round := 0; round < o.pairedRounds; round++ {
-		dir := filepath.Join(o.work, fmt.Sprintf("paired-%d", round+1))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
-		// Which pool starts first alternates too.
-		pools, err := newPools(o, dir, r.pools, round%2 == 1)
-		if err != nil {
-			return nil, err
-		}
+	err := eachRound(o, o.pairedRounds, "paired", r.pools, true, func(round int, dir string, pools [2]*pool) error {
 		if o.control == "relay" {
+			// The relay's stop goes into pools[0].stop.
 			if err := behindRelay(pools[0], dir, r.pools); err != nil {
-				pools[0].stop()
-				pools[1].stop()
-				return nil, err
+				return err
 			}
 		}
 		r.names = [2]string{pools[0].name, pools[1].name}
-		err = r.round(o, round, pools)
-		pools[0].stop()
-		pools[1].stop()
-		if err != nil {
-			return nil, err
-		}
-	}
-	return r, nil
+		return r.round(o, round, pools)
+	})
+	return r, err
 }
 
 func (r *pairedResult) round(o options, round int, pools [2]*pool) error {

@@ -69,24 +69,35 @@ func throughput(o options) (*throughputResult, error) {
 		samples: make([][2][]runSample, len(loadModes)),
 		wrkArgs: fmt.Sprintf("wrk -t%d -c%d -d%ds --latency", o.wrkThreads, o.wrkConns, int(o.wrkDur.Seconds())),
 	}
-	for round := 0; round < o.rounds; round++ {
-		dir := filepath.Join(o.work, fmt.Sprintf("throughput-%d", round+1))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
-		pools, err := newPools(o, dir, "", false)
-		if err != nil {
-			return nil, err
-		}
+	err := eachRound(o, o.rounds, "throughput", "", false, func(round int, _ string, pools [2]*pool) error {
 		r.names = [2]string{pools[0].name, pools[1].name}
-		err = r.round(o, round, pools)
+		return r.round(o, round, pools)
+	})
+	return r, err
+}
+
+// eachRound runs rounds of a throughput phase: for each, a directory of
+// its own (prefix-N), fresh pools (see newPools; alternate starts them in
+// turn), then f with the round's directory, then both pools stopped
+// whatever f said.
+func eachRound(o options, rounds int, prefix, pin string, alternate bool, f func(round int, dir string, pools [2]*pool) error) error {
+	for round := 0; round < rounds; round++ {
+		dir := filepath.Join(o.work, fmt.Sprintf("%s-%d", prefix, round+1))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		pools, err := newPools(o, dir, pin, alternate && round%2 == 1)
+		if err != nil {
+			return err
+		}
+		err = f(round, dir, pools)
 		pools[0].stop()
 		pools[1].stop()
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return r, nil
+	return nil
 }
 
 func (r *throughputResult) round(o options, round int, pools [2]*pool) error {
