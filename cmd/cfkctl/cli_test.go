@@ -481,3 +481,41 @@ func TestRollingRestartFollowsProgress(t *testing.T) {
 		t.Fatalf("--overlap: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
 }
+
+func TestStatusAndSocketsJSON(t *testing.T) {
+	f := newFakeCfkd(t, map[string]reply{
+		"command status all": {body: []string{
+			"web1\trunning\t4242\t1764400000\t\t\t\t/usr/bin/worker\tserving",
+			"web2\tfail\t\t1764400000\t1764400100.5\torig!\tExited with error 3\t\t",
+		}},
+		"command sockets": {body: []string{
+			"web\t127.0.0.1:8080\tbound\t7\tweb1,web2\t3\t4096",
+			"admin\t[::1]:9000\tunbound\t\t\t\t",
+		}},
+	})
+	res := cfkctlAt(t, f, "status", "--json")
+	var st []map[string]any
+	if err := json.Unmarshal([]byte(res.stdout), &st); err != nil || res.code != 0 {
+		t.Fatalf("status --json: exit %d, %v\n%s%s", res.code, err, res.stdout, res.stderr)
+	}
+	if len(st) != 2 || st[0]["pid"] != 4242.0 || st[0]["status"] != "serving" || st[0]["cmd"] != "/usr/bin/worker" ||
+		st[0]["started_at"] != "2025-11-29T07:06:40Z" || st[0]["stopped_at"] != nil {
+		t.Errorf("running service: %v", st[0])
+	}
+	if st[1]["pid"] != nil || st[1]["proxy"] != "orig" || st[1]["proxy_down"] != true ||
+		st[1]["fail_reason"] != "Exited with error 3" || st[1]["stopped_at"] != "2025-11-29T07:08:20.5Z" {
+		t.Errorf("failed service: %v", st[1])
+	}
+	res = cfkctlAt(t, f, "sockets", "--json")
+	var so []map[string]any
+	if err := json.Unmarshal([]byte(res.stdout), &so); err != nil || res.code != 0 {
+		t.Fatalf("sockets --json: exit %d, %v\n%s%s", res.code, err, res.stdout, res.stderr)
+	}
+	if len(so) != 2 || so[0]["fd"] != 7.0 || so[0]["queue"] != 3.0 || so[0]["queue_limit"] != 4096.0 ||
+		len(so[0]["services"].([]any)) != 2 {
+		t.Errorf("bound socket: %v", so[0])
+	}
+	if so[1]["queue"] != nil || so[1]["fd"] != nil || len(so[1]["services"].([]any)) != 0 || so[1]["state"] != "unbound" {
+		t.Errorf("unbound socket: %v", so[1])
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -106,11 +105,10 @@ costs; RSS counts a shared page once in every process.`,
 				rows = append(rows, parseMemRow(l))
 			}
 			if asJSON {
-				b, _ := json.MarshalIndent(struct {
+				printJSON(a.stdout, struct {
 					Rows  []memRow `json:"rows"`
 					Total memRow   `json:"total"`
-				}{rows, memTotal(rows)}, "", "  ")
-				fmt.Fprintln(a.stdout, string(b))
+				}{rows, memTotal(rows)})
 				return err
 			}
 			for _, l := range formatMem(rows) {

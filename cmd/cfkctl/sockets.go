@@ -37,7 +37,8 @@ func formatSockets(lines []string) []string {
 }
 
 func (a *app) socketsCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:     "sockets [SOCKET...]",
 		Short:   "List sockets: address, bound or not, fd, accept queue and limit, services",
 		GroupID: groupOther,
@@ -47,12 +48,22 @@ func (a *app) socketsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				rows := make([]socketJSON, 0, len(body))
+				for _, l := range body {
+					rows = append(rows, parseSocketRow(l).json())
+				}
+				printJSON(a.stdout, rows)
+				return nil
+			}
 			for _, l := range formatSockets(body) {
 				fmt.Fprintln(a.stdout, l)
 			}
 			return nil
 		}),
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: one object per socket")
+	return cmd
 }
 
 func (a *app) socketVerbCommand(verb, short string) *cobra.Command {

@@ -156,7 +156,8 @@ func calendarDays(t, now time.Time) int {
 }
 
 func (a *app) statusCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "status [svcref...]",
 		Short: "Print the state of the services",
 		Long: `Print one line per service: its state, its name, how long ago it last
@@ -169,6 +170,14 @@ proxy show the proxy.`,
 			sels, _ := selectors(args)
 			m := newMerged(firstField)
 			err := a.eachSelector("status", sels, m.add)
+			if asJSON {
+				rows := make([]statusJSON, 0, len(m.lines))
+				for _, l := range m.lines {
+					rows = append(rows, parseStatus(l).json())
+				}
+				printJSON(a.stdout, rows)
+				return err
+			}
 			p := a.palette()
 			now := time.Now()
 			for _, l := range m.lines {
@@ -177,6 +186,8 @@ proxy show the proxy.`,
 			return err
 		}),
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: one object per service")
+	return cmd
 }
 
 func (a *app) pidCommand() *cobra.Command {
