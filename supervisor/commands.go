@@ -74,6 +74,7 @@ func init() {
 		"pids":        listing((*Supervisor).pidsLine),
 		"list":        (*Supervisor).cmdList,
 		"version":     func(_ *Supervisor, _ []string, done func([]string, error)) { done([]string{Version}, nil) },
+		"logfile":     (*Supervisor).cmdLogFile,
 		"proxystatus": (*Supervisor).cmdProxyStatus,
 		"proxyup":     (*Supervisor).cmdProxyUp,
 		"proxydown":   (*Supervisor).cmdProxyDown,
@@ -241,4 +242,14 @@ func (s *Supervisor) destroyAll(svcs []*service, gone func()) {
 			}
 		})
 	}
+}
+
+// cmdLogFile answers `command logfile` with the path of cfkd's log, where
+// the daemon's events and the services' output go (cfkctl logs reads it).
+func (s *Supervisor) cmdLogFile(_ []string, done func([]string, error)) {
+	if s.opts.LogPath == "" {
+		done(nil, errors.New("cfkd has no log file"))
+		return
+	}
+	done([]string{s.opts.LogPath}, nil)
 }

@@ -26,6 +26,9 @@ type Options struct {
 	Home string
 	// Log receives daemon events and service output. May be nil.
 	Log *eventlog.Logger
+	// LogPath is Log's file, which `command logfile` names (for cfkctl
+	// logs); "" when there is none.
+	LogPath string
 	// Env is the environment every child starts from (cfkd's own when nil).
 	Env []string
 	// OnShutdown is called (from the loop, so it must not block) when a

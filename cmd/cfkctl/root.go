@@ -44,6 +44,7 @@ func (a *app) commands() []*cobra.Command {
 	}
 	return append(cmds,
 		a.statusCommand(),
+		a.logsCommand(),
 		a.pidsCommand(),
 		a.descCommand(),
 		a.pidCommand(),

@@ -604,3 +604,12 @@ func TestUpgradeInPlace(t *testing.T) {
 	mustDo(t, c2, "command shutdown")
 	d.wait(15 * time.Second)
 }
+
+func TestLogFileCommand(t *testing.T) {
+	d := startCfkd(t)
+	c := d.client()
+	out := mustDo(t, c, "command logfile")
+	if len(out) != 1 || out[0] != filepath.Join(d.home, "cfkd.log") {
+		t.Fatalf("command logfile: %q, want %s", out, filepath.Join(d.home, "cfkd.log"))
+	}
+}

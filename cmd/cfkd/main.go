@@ -158,7 +158,7 @@ func serve(o options, ready *reporter, handover *supervisor.Handover) error {
 	binary, _ := os.Executable()
 	var consoleFd int
 	opts := supervisor.Options{
-		Home: o.home, Log: log, Inherited: byName,
+		Home: o.home, Log: log, LogPath: filepath.Join(o.home, "cfkd.log"), Inherited: byName,
 		NotifyPath: filepath.Join(o.home, "notify.sock"),
 		OnShutdown: func() { go notify.stopping() },
 		Binary:     binary,
