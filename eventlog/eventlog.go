@@ -72,6 +72,12 @@ type Logger struct {
 	closed  atomic.Bool
 	mu      sync.Mutex // serialises Close with senders
 	mirror  io.Writer  // optional copy of every line (tests, foreground)
+
+	// Rotation (OpenRotating): when a line would take the file past
+	// maxBytes, the file becomes path.1 (path.1 path.2, and so on up to
+	// path.keep; older ones are removed) and a new one is started.
+	maxBytes int64
+	keep     int
 }
 
 // Open opens (creating, appending) the log file at path and starts its
@@ -84,6 +90,50 @@ func Open(path string, mirror io.Writer) (*Logger, error) {
 	l := &Logger{path: path, q: make(chan entry, queueLen), done: make(chan struct{}), mirror: mirror}
 	go l.writer(f)
 	return l, nil
+}
+
+// OpenRotating is Open with rotation by size: when a line would take the
+// file past maxBytes, the file is renamed path.1 (older copies shift to
+// path.2 ... path.keep, and the one beyond is removed) and a new file is
+// started. maxBytes 0 never rotates; keep 0 keeps no old copy.
+func OpenRotating(path string, maxBytes int64, keep int) (*Logger, error) {
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	l := &Logger{path: path, q: make(chan entry, queueLen), done: make(chan struct{}),
+		maxBytes: maxBytes, keep: max(keep, 0)}
+	go l.writer(f)
+	return l, nil
+}
+
+// Path is the file the logger writes.
+func (l *Logger) Path() string { return l.path }
+
+// rotate shifts path.N-1 to path.N, ..., path to path.1 (or removes path
+// when no copy is kept). Missing copies are skipped.
+func rotate(path string, keep int) error {
+	if keep == 0 {
+		return os.Remove(path)
+	}
+	_ = os.Remove(fmt.Sprintf("%s.%d", path, keep))
+	for i := keep - 1; i >= 1; i-- {
+		err := os.Rename(fmt.Sprintf("%s.%d", path, i), fmt.Sprintf("%s.%d", path, i+1))
+		if err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return os.Rename(path, path+".1")
+}
+
+func fileSize(f *os.File) int64 {
+	if f == nil {
+		return 0
+	}
+	if info, err := f.Stat(); err == nil {
+		return info.Size()
+	}
+	return 0
 }
 
 func openFile(path string) (*os.File, error) {
@@ -199,6 +249,33 @@ func (l *Logger) writer(f *os.File) {
 		}
 		pending = false
 	}
+	size := fileSize(f)
+	// After a failed rotation, the next try waits for another maxBytes.
+	limit := l.maxBytes
+	write := func(line []byte) {
+		if l.maxBytes > 0 && f != nil && size > 0 && size+int64(len(line)) > limit {
+			flush()
+			err := rotate(l.path, l.keep)
+			if err == nil {
+				var nf *os.File
+				if nf, err = openFile(l.path); err == nil {
+					_ = f.Close()
+					f = nf
+					w.Reset(f)
+					size, limit = 0, l.maxBytes
+				}
+			}
+			if err != nil {
+				limit = size + l.maxBytes
+				msg := format(nil, entry{at: time.Now(), level: Error, category: "cfkd",
+					msg: fmt.Sprintf("cannot rotate %s: %v", l.path, err)})
+				l.emit(w, msg)
+				size += int64(len(msg))
+			}
+		}
+		l.emit(w, line)
+		size += int64(len(line))
+	}
 	for {
 		select {
 		case e, ok := <-l.q:
@@ -221,6 +298,7 @@ func (l *Logger) writer(f *os.File) {
 					if f != nil {
 						w.Reset(f)
 					}
+					size, limit = fileSize(f), l.maxBytes
 				}
 				e.reopen <- err
 				continue
@@ -232,10 +310,10 @@ func (l *Logger) writer(f *os.File) {
 			if n := l.dropped.Swap(0); n > 0 {
 				line = format(line[:0], entry{at: time.Now(), level: Warn, category: "cfkd",
 					msg: fmt.Sprintf("log queue full: %d events were dropped", n)})
-				l.emit(w, line)
+				write(line)
 			}
 			line = format(line[:0], e)
-			l.emit(w, line)
+			write(line)
 			if !pending {
 				pending = true
 				timer.Reset(flushDelay)

@@ -1,6 +1,7 @@
 package eventlog
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -77,4 +78,71 @@ func TestLogNeverBlocks(t *testing.T) {
 		l.Log(Info, "cfkd", 0, "burst")
 	}
 	l.Sync()
+}
+
+func TestRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "svc.log")
+	l, err := OpenRotating(path, 1000, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Repeat("x", 60) // about 110 bytes a line with the prefix
+	for i := 0; i < 40; i++ {
+		l.Write(Info, "service.w.out", 7, fmt.Sprintf("%s %02d", msg, i))
+	}
+	l.Close()
+	var all []string
+	for _, p := range []string{path + ".2", path + ".1", path} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if len(b) > 1000 {
+			t.Errorf("%s is %d bytes, over the 1000 limit", p, len(b))
+		}
+		all = append(all, strings.Split(strings.TrimRight(string(b), "\n"), "\n")...)
+	}
+	if _, err := os.Stat(path + ".3"); !os.IsNotExist(err) {
+		t.Errorf("a third old copy was kept: %v", err)
+	}
+	// The kept lines are the last ones, in order, none torn.
+	last := all[len(all)-1]
+	if !strings.HasSuffix(last, msg+" 39") {
+		t.Fatalf("last line %q", last)
+	}
+	for i := 1; i < len(all); i++ {
+		var a, b int
+		fmt.Sscanf(all[i-1][len(all[i-1])-2:], "%d", &a)
+		fmt.Sscanf(all[i][len(all[i])-2:], "%d", &b)
+		if b != a+1 {
+			t.Fatalf("lines out of order or lost between %q and %q", all[i-1], all[i])
+		}
+	}
+	// Reopening an existing file counts its size.
+	l, _ = OpenRotating(path, 1000, 2)
+	before, _ := os.Stat(path)
+	for i := 0; i < 10; i++ {
+		l.Write(Info, "service.w.out", 7, msg)
+	}
+	l.Close()
+	after, _ := os.Stat(path)
+	if after.Size() > 1000 || os.SameFile(before, after) && after.Size() < before.Size() {
+		t.Errorf("after reopen: %d bytes (was %d)", after.Size(), before.Size())
+	}
+}
+
+func TestRotationKeepZero(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "svc.log")
+	l, _ := OpenRotating(path, 300, 0)
+	for i := 0; i < 20; i++ {
+		l.Write(Info, "service.w.out", 7, strings.Repeat("y", 50))
+	}
+	l.Close()
+	if _, err := os.Stat(path + ".1"); !os.IsNotExist(err) {
+		t.Errorf("keep 0 kept a copy")
+	}
+	if info, err := os.Stat(path); err != nil || info.Size() > 300 {
+		t.Errorf("file: %v %v", info, err)
+	}
 }
