@@ -245,8 +245,25 @@ func (s *Supervisor) destroyAll(svcs []*service, gone func()) {
 }
 
 // cmdLogFile answers `command logfile` with the path of cfkd's log, where
-// the daemon's events and the services' output go (cfkctl logs reads it).
-func (s *Supervisor) cmdLogFile(_ []string, done func([]string, error)) {
+// the daemon's events and the services' output go (cfkctl logs reads it),
+// and `command logfile SERVICE` with the file that service's output goes
+// to: its log_file, or cfkd's log.
+func (s *Supervisor) cmdLogFile(args []string, done func([]string, error)) {
+	if len(args) > 1 {
+		done(nil, errors.New("usage: command logfile [SERVICE]"))
+		return
+	}
+	if len(args) == 1 {
+		svc := s.services[args[0]]
+		if svc == nil {
+			done(nil, errNoService)
+			return
+		}
+		if f := s.logFile(svc); f.Path != "" {
+			done([]string{f.Path}, nil)
+			return
+		}
+	}
 	if s.opts.LogPath == "" {
 		done(nil, errors.New("cfkd has no log file"))
 		return

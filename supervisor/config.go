@@ -57,7 +57,21 @@ type Config struct {
 	// Sockets are handed to the child as fds 3, 4, ... in this order,
 	// with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (systemd's protocol).
 	Sockets []string
+
+	// LogFile, when set, takes the service's output instead of cfkd's log
+	// (a path relative to cfkd's home, or absolute), rotated when a line
+	// would take it past LogMaxBytes (0: never), keeping LogKeep old
+	// copies.
+	LogFile     string
+	LogMaxBytes int64
+	LogKeep     int
 }
+
+// Defaults of a service's own log file.
+const (
+	DefaultLogMaxBytes = 10 << 20
+	DefaultLogKeep     = 5
+)
 
 // EnvVar is one add_env setting.
 type EnvVar struct{ Key, Value string }
@@ -69,6 +83,8 @@ func DefaultConfig() Config {
 		StopWait:          DefaultStopWait,
 		RespawnOnFail:     true,
 		RespawnMaxRetries: DefaultMaxRetries,
+		LogMaxBytes:       DefaultLogMaxBytes,
+		LogKeep:           DefaultLogKeep,
 	}
 }
 
@@ -201,6 +217,38 @@ func init() {
 		unset: func(c *Config) { c.Ready = "" },
 	}
 	serviceAttrs["watchdog_secs"] = durationAttr(func(c *Config) *time.Duration { return &c.Watchdog }, 0)
+	serviceAttrs["log_file"] = attribute{
+		set: func(c *Config, v string) error {
+			if strings.ContainsAny(v, "\x00") || strings.HasSuffix(v, "/") {
+				return errInvalidValue
+			}
+			c.LogFile = v
+			return nil
+		},
+		unset: func(c *Config) { c.LogFile = "" },
+	}
+	serviceAttrs["log_max_bytes"] = attribute{
+		set: func(c *Config, v string) error {
+			n, err := parseBytes(v)
+			if err != nil {
+				return errInvalidValue
+			}
+			c.LogMaxBytes = n
+			return nil
+		},
+		unset: func(c *Config) { c.LogMaxBytes = DefaultLogMaxBytes },
+	}
+	serviceAttrs["log_keep"] = attribute{
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 1000 {
+				return errInvalidValue
+			}
+			c.LogKeep = n
+			return nil
+		},
+		unset: func(c *Config) { c.LogKeep = DefaultLogKeep },
+	}
 	serviceAttrs["sockets"] = attribute{
 		set: func(c *Config, v string) error {
 			var names []string
@@ -330,4 +378,30 @@ func validEnvKey(k string) bool {
 		return false
 	}
 	return !strings.ContainsAny(k, "=\x00")
+}
+
+// parseBytes reads a size: a whole number of bytes, or with a K, M or G
+// suffix (powers of 1024), as in 10M.
+func parseBytes(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, errInvalidValue
+	}
+	mult := int64(1)
+	switch strings.ToUpper(v[len(v)-1:]) {
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		v = v[:len(v)-1]
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, errInvalidValue
+	}
+	return n * mult, nil
 }

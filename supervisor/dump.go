@@ -52,6 +52,15 @@ func (c *Config) Attrs() [][2]string {
 	if len(c.Sockets) > 0 {
 		out = append(out, [2]string{"sockets", strings.Join(c.Sockets, ",")})
 	}
+	if c.LogFile != "" {
+		out = append(out, [2]string{"log_file", c.LogFile})
+	}
+	if c.LogMaxBytes != DefaultLogMaxBytes {
+		out = append(out, [2]string{"log_max_bytes", strconv.FormatInt(c.LogMaxBytes, 10)})
+	}
+	if c.LogKeep != DefaultLogKeep {
+		out = append(out, [2]string{"log_keep", strconv.Itoa(c.LogKeep)})
+	}
 	return out
 }
 

@@ -36,6 +36,7 @@ type outputReader struct {
 
 	mu    sync.Mutex
 	pipes map[int32]*pipeState
+	files map[string]*fileLog // services' own log files (log_file), by path
 
 	done    chan struct{}
 	pausing atomic.Bool // the wake-up means "stop, keep the pipes" (upgrade)
@@ -47,6 +48,24 @@ type pipeState struct {
 	level    eventlog.Level
 	pid      int
 	partial  []byte
+	file     LogFile  // where its lines go; no Path: cfkd's log
+	sink     *fileLog // the open file, when file.Path is set
+}
+
+// LogFile is where a service's output goes when not to cfkd's log (the
+// service attributes log_file, log_max_bytes, log_keep).
+type LogFile struct {
+	Path     string `json:"path,omitempty"`
+	MaxBytes int64  `json:"max_bytes,omitempty"`
+	Keep     int    `json:"keep,omitempty"`
+}
+
+// fileLog is an open service log file and how many pipes write to it: it
+// is closed when the last one closes, so a changed log_file takes effect
+// and no file stays open for nothing.
+type fileLog struct {
+	log  *eventlog.Logger
+	refs int
 }
 
 func newOutputReader(log *eventlog.Logger) (*outputReader, error) {
@@ -54,7 +73,7 @@ func newOutputReader(log *eventlog.Logger) (*outputReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll: %w", err)
 	}
-	r := &outputReader{log: log, epfd: epfd, pipes: map[int32]*pipeState{}, done: make(chan struct{})}
+	r := &outputReader{log: log, epfd: epfd, pipes: map[int32]*pipeState{}, files: map[string]*fileLog{}, done: make(chan struct{})}
 	if err := unix.Pipe2(r.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("pipe: %w", err)
@@ -67,27 +86,30 @@ func newOutputReader(log *eventlog.Logger) (*outputReader, error) {
 	return r, nil
 }
 
-// add starts reading fd, the read end of a service's pipe.
-func (r *outputReader) add(fd int, name string, st stream, pid int) {
-	r.addCategory(fd, "service."+name, st, pid)
+// add starts reading fd, the read end of a service's pipe; its lines go to
+// file, or to cfkd's log when file has no path.
+func (r *outputReader) add(fd int, name string, st stream, pid int, file LogFile) {
+	r.addCategory(fd, "service."+name, st, pid, file)
 }
 
 // addCategory starts reading fd, logging its lines under prefix.out or
 // prefix.err.
-func (r *outputReader) addCategory(fd int, prefix string, st stream, pid int) {
+func (r *outputReader) addCategory(fd int, prefix string, st stream, pid int, file LogFile) {
 	name := prefix
-	p := &pipeState{fd: fd, pid: pid, category: prefix + ".out", level: eventlog.Info}
+	p := &pipeState{fd: fd, pid: pid, category: prefix + ".out", level: eventlog.Info, file: file}
 	if st == stderr {
 		p.category, p.level = prefix+".err", eventlog.Error
 	}
 	_ = unix.SetNonblock(fd, true)
 	r.mu.Lock()
+	r.acquire(p)
 	r.pipes[int32(fd)] = p
 	r.mu.Unlock()
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
 	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		r.mu.Lock()
 		delete(r.pipes, int32(fd))
+		r.release(p)
 		r.mu.Unlock()
 		unix.Close(fd)
 		r.log.Log(eventlog.Error, "cfkd", 0, "cannot watch output of "+name+": "+err.Error())
@@ -152,6 +174,7 @@ func (r *outputReader) read(p *pipeState, buf []byte) (closed bool) {
 		}
 		r.mu.Lock()
 		delete(r.pipes, int32(p.fd))
+		r.release(p)
 		r.mu.Unlock()
 		_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, p.fd, nil)
 		unix.Close(p.fd)
@@ -190,7 +213,63 @@ func (r *outputReader) lines(p *pipeState, b []byte) {
 
 func (r *outputReader) emit(p *pipeState, line []byte) {
 	line = bytes.TrimSuffix(line, []byte{'\r'})
+	if p.sink != nil {
+		p.sink.log.Write(p.level, p.category, p.pid, string(line))
+		return
+	}
 	r.log.Write(p.level, p.category, p.pid, string(line))
+}
+
+// acquire opens p's log file, or takes one more reference to it. A file
+// that cannot be opened leaves p on cfkd's log, which says why. r.mu held.
+func (r *outputReader) acquire(p *pipeState) {
+	if p.file.Path == "" {
+		return
+	}
+	f := r.files[p.file.Path]
+	if f == nil {
+		l, err := eventlog.OpenRotating(p.file.Path, p.file.MaxBytes, p.file.Keep)
+		if err != nil {
+			r.log.Log(eventlog.Error, "cfkd", 0, fmt.Sprintf("%s: %v; its output goes to cfkd's log", p.category, err))
+			return
+		}
+		f = &fileLog{log: l}
+		r.files[p.file.Path] = f
+	}
+	f.refs++
+	p.sink = f
+}
+
+// release drops p's reference to its log file, closing the file after
+// its last writer. r.mu held.
+func (r *outputReader) release(p *pipeState) {
+	f := p.sink
+	if f == nil {
+		return
+	}
+	p.sink = nil
+	if f.refs--; f.refs == 0 {
+		delete(r.files, p.file.Path)
+		f.log.Close()
+	}
+}
+
+// reopenFiles reopens the services' log files (SIGUSR1, after logrotate
+// moved them).
+func (r *outputReader) reopenFiles() error {
+	r.mu.Lock()
+	files := make([]*fileLog, 0, len(r.files))
+	for _, f := range r.files {
+		files = append(files, f)
+	}
+	r.mu.Unlock()
+	var first error
+	for _, f := range files {
+		if err := f.log.Reopen(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // drainAll reads what is left in every pipe, without waiting for writers.
@@ -210,6 +289,9 @@ func (r *outputReader) drainAll(buf []byte) {
 			p.partial = nil
 		}
 		unix.Close(p.fd)
+		r.mu.Lock()
+		r.release(p)
+		r.mu.Unlock()
 	}
 }
 
@@ -236,7 +318,11 @@ func (r *outputReader) pause() []savedPipe {
 	defer r.mu.Unlock()
 	out := make([]savedPipe, 0, len(r.pipes))
 	for _, p := range r.pipes {
-		out = append(out, savedPipe{Fd: p.fd, Category: p.category, Level: int(p.level), Pid: p.pid})
+		out = append(out, savedPipe{Fd: p.fd, Category: p.category, Level: int(p.level), Pid: p.pid, File: p.file})
+	}
+	// What the files' writers hold must be on disk before the exec.
+	for _, f := range r.files {
+		f.log.Sync()
 	}
 	return out
 }
@@ -251,9 +337,10 @@ func (r *outputReader) resume() {
 // adopt starts reading a pipe handed over by the previous cfkd.
 func (r *outputReader) adopt(p savedPipe) {
 	unix.CloseOnExec(p.Fd)
-	st := &pipeState{fd: p.Fd, category: p.Category, level: eventlog.Level(p.Level), pid: p.Pid}
+	st := &pipeState{fd: p.Fd, category: p.Category, level: eventlog.Level(p.Level), pid: p.Pid, file: p.File}
 	_ = unix.SetNonblock(p.Fd, true)
 	r.mu.Lock()
+	r.acquire(st)
 	r.pipes[int32(p.Fd)] = st
 	r.mu.Unlock()
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(p.Fd)}
@@ -262,16 +349,23 @@ func (r *outputReader) adopt(p savedPipe) {
 
 // savedPipe is an output pipe as it crosses an in-place upgrade.
 type savedPipe struct {
-	Fd       int    `json:"fd"`
-	Category string `json:"category"`
-	Level    int    `json:"level"`
-	Pid      int    `json:"pid"`
+	Fd       int     `json:"fd"`
+	Category string  `json:"category"`
+	Level    int     `json:"level"`
+	Pid      int     `json:"pid"`
+	File     LogFile `json:"file,omitempty"`
 }
 
 // close stops the reader after logging what the pipes hold.
 func (r *outputReader) close() {
 	_, _ = unix.Write(r.wake[1], []byte{0})
 	<-r.done
+	r.mu.Lock()
+	for path, f := range r.files {
+		f.log.Close()
+		delete(r.files, path)
+	}
+	r.mu.Unlock()
 	unix.Close(r.epfd)
 	unix.Close(r.wake[0])
 	unix.Close(r.wake[1])

@@ -190,8 +190,8 @@ func (s *Supervisor) startProxy(p *proxyEntry) error {
 		}
 		return fmt.Errorf("Proxy '%s' can't run %s: %v", p.name, argv[0], err)
 	}
-	s.out.addCategory(out[0], "proxy."+p.name, stdout, pid)
-	s.out.addCategory(errp[0], "proxy."+p.name, stderr, pid)
+	s.out.addCategory(out[0], "proxy."+p.name, stdout, pid, LogFile{})
+	s.out.addCategory(errp[0], "proxy."+p.name, stderr, pid, LogFile{})
 
 	p.gen++
 	p.pid, p.sockets, p.stopping, p.wantDown = pid, socks, false, false

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -28,6 +29,7 @@ type spawnSpec struct {
 	newSession   bool
 	listenFds    []int    // become fds 3, 4, ... in the child
 	listenNames  []string // LISTEN_FDNAMES
+	logFile      LogFile  // where its output goes, when not to cfkd's log
 }
 
 // spawnSpec builds the child of a service from its configuration.
@@ -47,7 +49,23 @@ func (s *Supervisor) spawnSpec(svc *service) *spawnSpec {
 		ignoreStdout: svc.cfg.IgnoreStdout,
 		ignoreStderr: svc.cfg.IgnoreStderr,
 		newSession:   !svc.cfg.NoNewSession,
+		logFile:      s.logFile(svc),
 	}
+}
+
+// logFile is where svc's output goes: its log_file, made absolute against
+// cfkd's home, with its rotation settings; no path means cfkd's log.
+func (s *Supervisor) logFile(svc *service) LogFile {
+	if svc.cfg.LogFile == "" || svc.proxy != "" {
+		// A proxied service's output reaches cfkd through its proxy's
+		// log pipe, and goes to cfkd's log.
+		return LogFile{}
+	}
+	path := svc.cfg.LogFile
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(s.opts.Home, path)
+	}
+	return LogFile{Path: path, MaxBytes: svc.cfg.LogMaxBytes, Keep: svc.cfg.LogKeep}
 }
 
 // dedupEnv keeps the last setting of each variable, in first-seen order.
@@ -133,7 +151,7 @@ func (r *forkRunner) spawn(spec *spawnSpec) (int, error) {
 			continue
 		}
 		unix.Close(p[1])
-		r.out.add(p[0], spec.name, stream(i), pid)
+		r.out.add(p[0], spec.name, stream(i), pid, spec.logFile)
 	}
 	return pid, nil
 }

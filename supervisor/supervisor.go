@@ -210,6 +210,20 @@ func (s *Supervisor) Done() <-chan struct{} { return s.quit }
 // SIGTERM. It does not wait.
 func (s *Supervisor) Shutdown() { s.send(shutdownEvent{}) }
 
+// ReopenLogs reopens the services' own log files (log_file), as cfkd's
+// log is reopened on SIGUSR1 after logrotate has moved them.
+func (s *Supervisor) ReopenLogs() error {
+	ch := make(chan error, 1)
+	if !s.send(funcEvent{func() {
+		out := s.out
+		// Reopening waits for the files' writers: not in the loop.
+		go func() { ch <- out.reopenFiles() }()
+	}}) {
+		return ErrShuttingDown
+	}
+	return <-ch
+}
+
 // Execute carries out one request of the language and waits for its
 // answer. It implements console.Handler.
 func (s *Supervisor) Execute(req console.Request) ([]string, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -81,14 +82,10 @@ interrupted. cfkctl reads the file itself, so it must run on cfkd's machine.`,
 					return err
 				}
 			}
-			body, err := a.request("command logfile")
+			path, err := a.logPath(filter)
 			if err != nil {
 				return err
 			}
-			if len(body) != 1 {
-				return fmt.Errorf("cfkd named no log file")
-			}
-			path := body[0]
 			a.close() // nothing more to ask cfkd while following
 			f, err := os.Open(path)
 			if err != nil {
@@ -111,6 +108,52 @@ interrupted. cfkctl reads the file itself, so it must run on cfkd's machine.`,
 	cmd.Flags().IntVarP(&lines, "lines", "n", 20, "how many lines to print first")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "then print new lines as they come")
 	return cmd
+}
+
+// logPath asks cfkd which file to read: its log, or, for services with a
+// log_file, theirs. Services that write to different files cannot be
+// followed as one.
+func (a *app) logPath(filter logFilter) (string, error) {
+	if filter == nil {
+		return a.oneLine("command logfile")
+	}
+	files := map[string][]string{}
+	var order []string
+	for name := range filter {
+		p, err := a.oneLine("command logfile " + name)
+		if err != nil {
+			return "", err
+		}
+		if files[p] == nil {
+			order = append(order, p)
+		}
+		files[p] = append(files[p], name)
+	}
+	if len(order) == 1 {
+		return order[0], nil
+	}
+	if len(order) == 0 {
+		return a.oneLine("command logfile")
+	}
+	sort.Strings(order)
+	var where []string
+	for _, p := range order {
+		sort.Strings(files[p])
+		where = append(where, strings.Join(files[p], ", ")+": "+p)
+	}
+	return "", &runError{fmt.Errorf("these services write to different files; ask for one file's services at a time (%s)", strings.Join(where, "; "))}
+}
+
+// oneLine sends a request that answers one line.
+func (a *app) oneLine(req string) (string, error) {
+	body, err := a.request(req)
+	if err != nil {
+		return "", err
+	}
+	if len(body) != 1 {
+		return "", &runError{fmt.Errorf("cfkd answered %q to %s", body, req)}
+	}
+	return body[0], nil
 }
 
 // lastLines returns the last n lines of f that filter keeps, reading

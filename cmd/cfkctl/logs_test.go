@@ -33,6 +33,7 @@ func TestLogsFilterAndTail(t *testing.T) {
 	}
 	answers := map[string]reply{
 		"command logfile":             {body: []string{path}},
+		"command logfile web1":        {body: []string{path}},
 		"command status service web1": {body: []string{"web1\trunning\t1\t\t\t\t\t\t"}},
 	}
 	f := newFakeCfkd(t, answers)
@@ -53,6 +54,23 @@ func TestLogsFilterAndTail(t *testing.T) {
 	if res.stdout != logLine("cfkd", "starting web10")+logLine("service.web1.err", "oops") {
 		t.Fatalf("logs -n 2: %q", res.stdout)
 	}
+	// Services with files of their own: that file; two files: refused.
+	own := filepath.Join(t.TempDir(), "web2.log")
+	os.WriteFile(own, []byte(logLine("service.web2.out", "in its own file")), 0o600)
+	twoFiles := map[string]reply{
+		"command status tag web":      {body: []string{"web1\trunning\t1\t\t\t\t\t\t", "web2\trunning\t2\t\t\t\t\t\t"}},
+		"command status service web2": {body: []string{"web2\trunning\t2\t\t\t\t\t\t"}},
+		"command logfile web1":        {body: []string{path}},
+		"command logfile web2":        {body: []string{own}},
+	}
+	res = cfkctlAt(t, newFakeCfkd(t, twoFiles), "logs", "web2")
+	if res.code != 0 || res.stdout != logLine("service.web2.out", "in its own file") {
+		t.Fatalf("logs web2: exit %d %q %s", res.code, res.stdout, res.stderr)
+	}
+	res = cfkctlAt(t, newFakeCfkd(t, twoFiles), "logs", "@web")
+	if res.code != 1 || !strings.Contains(res.stderr, "web1: "+path) || !strings.Contains(res.stderr, "web2: "+own) {
+		t.Fatalf("logs @web over two files: exit %d %s", res.code, res.stderr)
+	}
 	// A log that is not here.
 	res = cfkctlAt(t, newFakeCfkd(t, map[string]reply{"command logfile": {body: []string{"/nonexistent/cfkd.log"}}}), "logs")
 	if res.code != 1 || !strings.Contains(res.stderr, "is cfkctl on cfkd's machine?") {
@@ -65,7 +83,7 @@ func TestLogsFollowAcrossRotation(t *testing.T) {
 	path := filepath.Join(dir, "cfkd.log")
 	os.WriteFile(path, []byte(logLine("service.w.out", "old")), 0o600)
 	f := newFakeCfkd(t, map[string]reply{
-		"command logfile":          {body: []string{path}},
+		"command logfile w":        {body: []string{path}},
 		"command status service w": {body: []string{"w\trunning\t1\t\t\t\t\t\t"}},
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

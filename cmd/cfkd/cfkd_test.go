@@ -523,6 +523,8 @@ func TestUpgradeInPlace(t *testing.T) {
 		"service a cmd=sleep 1000", "service a sockets=web", "service a startwait_secs=0.1",
 		"service b cmd=/bin/sh -c 'while true; do echo tick; sleep 0.05; done'", "service b startwait_secs=0.1",
 		"service c cmd=sleep 1000", "service c startwait_secs=30", // still starting: its timer crosses
+		// Its own log file: the pipe and the file's settings cross.
+		"service d cmd=/bin/sh -c 'while true; do echo dtick; sleep 0.05; done'", "service d log_file=d.log", "service d log_max_bytes=2K",
 		"command start all",
 	} {
 		d.must(c, l)
@@ -590,6 +592,15 @@ func TestUpgradeInPlace(t *testing.T) {
 		b, _ := os.ReadFile(logPath)
 		return strings.Contains(string(b[len(mark):]), "service.b.out - tick")
 	})
+	// d's lines still go to its own file, still rotated at 2 KiB.
+	dLog := filepath.Join(d.home, "d.log")
+	waitFor(t, 10*time.Second, "d's file rotated after the upgrade", func() bool {
+		info, err := os.Stat(dLog + ".1")
+		return err == nil && info.ModTime().After(time.Now().Add(-2*time.Second))
+	})
+	if b, _ := os.ReadFile(logPath); strings.Contains(string(b), "service.d.out") {
+		t.Errorf("d's output reached cfkd's log")
+	}
 	// Exits are still seen: kill -9 a, it comes back.
 	pa := pidOf(t, d, c2, "a")
 	syscall.Kill(pa, syscall.SIGKILL)

@@ -256,6 +256,9 @@ func serve(o options, ready *reporter, handover *supervisor.Handover) error {
 				} else {
 					log.Infof("log file reopened")
 				}
+				if err := sup.ReopenLogs(); err != nil {
+					log.Errorf("reopen the services' log files: %v", err)
+				}
 			default:
 				if trap {
 					log.Infof("ignoring %v (-t)", sig)
