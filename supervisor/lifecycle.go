@@ -225,6 +225,12 @@ func (s *Supervisor) onExit(pid int, ws syscall.WaitStatus) {
 	s.disarm(svc, startTimer)
 	s.disarm(svc, stopTimer)
 	s.disarm(svc, watchdogTimer)
+	if svc.state == Starting {
+		// Gone before it was running: whoever waits on the start (a
+		// rolling restart, an overlapping restart's old process) hears
+		// that it failed, whatever the exit status.
+		s.startSettled(svc, false)
+	}
 	if svc.wantsDown && svc.pgid != 0 {
 		// Whatever else is left in its process group gets the rest of
 		// stopwait_secs, then KILL: a stopped service leaves nothing behind.
@@ -360,6 +366,9 @@ func (s *Supervisor) lingerGroup(pgid int, d time.Duration) {
 }
 
 func (s *Supervisor) killLingering(pgid int) {
+	if !s.lingering[pgid] {
+		return // emptied and forgotten before its time: the number may be another group's now
+	}
 	delete(s.lingering, pgid)
 	for _, svc := range s.services {
 		if svc.pgid == pgid && svc.pid != 0 {
@@ -381,6 +390,11 @@ func (s *Supervisor) beginShutdown() {
 	s.logf(eventlog.Info, "shutting down: stopping every service")
 	if s.opts.OnShutdown != nil {
 		s.opts.OnShutdown()
+	}
+	// Old processes of an overlapping restart still waiting for their
+	// successor go now too (their successor is being stopped anyway).
+	for _, p := range s.retired {
+		s.retire(p, DefaultStopWait)
 	}
 	var longest time.Duration
 	for _, svc := range s.sortedServices() {

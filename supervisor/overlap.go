@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"errors"
 	"fmt"
 	"syscall"
 	"time"
@@ -17,7 +16,10 @@ import (
 // on beside the next steps.
 //
 // It needs what only a shared socket gives: two processes of one service
-// must be able to run at once. A service that binds its own port would
+// must be able to run at once. A new process that cannot even be started
+// leaves the old one in place; one that starts and then fails before it
+// is ready retires the old one all the same, as a plain restart would
+// have stopped it. A service that binds its own port would
 // find it taken, so it is asked for (`command rollrestart SEL K overlap`,
 // `cfkctl restart @web --rolling --overlap`), never assumed. It applies to
 // running services with a process group of their own, not proxied;
@@ -46,6 +48,7 @@ func (s *Supervisor) restartOverlapping(svc *service) error {
 		return s.restart(svc)
 	}
 	old := &retiredProc{name: svc.name, pid: svc.pid, pgid: svc.pgid}
+	oldStart := svc.startTime
 	delete(s.byPid, old.pid)
 	s.retired[old.pid] = old
 	s.disarm(svc, watchdogTimer)
@@ -54,13 +57,23 @@ func (s *Supervisor) restartOverlapping(svc *service) error {
 	s.logf(eventlog.Info, "restarting %s beside its running process %d", svc.name, old.pid)
 	err := s.start(svc)
 	if err != nil || svc.state != Starting {
-		// It could not even be started: the old process goes all the
-		// same, as in a plain restart, and the caller hears why.
-		s.retire(old, svc.cfg.StopWait)
+		// It could not even be started (an unknown socket, a missing
+		// binary): nothing new runs, so the old process stays the
+		// service's, and the caller hears why.
 		if err == nil {
-			err = errors.New(svc.failReason)
+			err = fmt.Errorf("Service '%s' cannot start: %s", svc.name, svc.failReason)
 		}
-		return fmt.Errorf("Service '%s' cannot start: %w", svc.name, err)
+		s.disarm(svc, backoffTimer)
+		s.disarm(svc, startTimer)
+		delete(s.retired, old.pid)
+		svc.pid, svc.pgid, svc.startTime = old.pid, old.pgid, oldStart
+		svc.state, svc.backoffRetry = Running, 0
+		s.byPid[old.pid] = svc
+		if svc.cfg.Watchdog > 0 {
+			s.arm(svc, watchdogTimer, svc.cfg.Watchdog)
+		}
+		s.logf(eventlog.Error, "%v; %s keeps its running process %d", err, svc.name, old.pid)
+		return err
 	}
 	stopWait := svc.cfg.StopWait
 	svc.readyHooks = append([]func(bool){func(bool) { s.retire(old, stopWait) }}, svc.readyHooks...)

@@ -137,3 +137,63 @@ func TestRollRestartOverlapWordNeedsABatch(t *testing.T) {
 		t.Fatalf("answer %q", out)
 	}
 }
+
+func TestRollingRestartOverlapNewExitsZero(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	h.declare("w1", helperCmd("drain", filepath.Join(dir, "w1"), "0s", "0s"), "tags=web", "ready=notify", "startwait_secs=10")
+	h.must("command start tag web")
+	old := h.waitState("w1", "running").pid
+	// The new code exits 0 at once, before any READY=1.
+	h.must("service w1 cmd=" + helperCmd("exit", "0"))
+	h.must("command rollrestart tag web 1 overlap")
+	var row []string
+	waitFor(t, 20*time.Second, "rolling restart to end", func() bool {
+		row = h.rollStatus("1")
+		return row[1] != "running"
+	})
+	if row[1] != "failed" {
+		t.Fatalf("rollstatus %q", row)
+	}
+	// The old process was retired, not left running outside the books.
+	waitFor(t, 10*time.Second, "the old process to end", func() bool { return !alive(old) })
+}
+
+func TestRollingRestartOverlapCannotStartKeepsOld(t *testing.T) {
+	h := newHarness(t)
+	h.declare("w1", helperCmd("sleep"), "tags=web", "startwait_secs=0.1")
+	h.must("command start tag web")
+	old := h.waitState("w1", "running").pid
+	h.must("service w1 sockets=nosuch") // cannot start: no such socket
+	h.must("command rollrestart tag web 1 overlap")
+	var row []string
+	waitFor(t, 20*time.Second, "rolling restart to end", func() bool {
+		row = h.rollStatus("1")
+		return row[1] != "running"
+	})
+	if row[1] != "failed" || strings.Count(row[3], "cannot start") != 1 || !strings.Contains(row[3], "nosuch") {
+		t.Fatalf("rollstatus %q", row)
+	}
+	if st := h.status("w1"); st.state != "running" || st.pid != old || !alive(old) {
+		t.Fatalf("w1 after a start that could not happen: %+v", st)
+	}
+	// Still the service's: a stop reaches it.
+	h.must("command stop service w1")
+	waitFor(t, 10*time.Second, "w1 stopped", func() bool { return !alive(old) })
+}
+
+func TestUpgradeRefusedWhileOldProcessesDrain(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	h.declare("w1", helperCmd("drain", filepath.Join(dir, "w1"), "0s", "6s"), "tags=web", "ready=notify", "startwait_secs=10", "stopwait_secs=20")
+	h.must("command start tag web")
+	old := h.waitState("w1", "running").pid
+	h.must("command rollrestart tag web 1 overlap")
+	waitFor(t, 20*time.Second, "rolling restart done", func() bool { return h.rollStatus("1")[1] == "done" })
+	if !alive(old) {
+		t.Fatalf("the old process %d is gone already; it should drain for 6 s", old)
+	}
+	if _, err := h.do("command upgrade"); err == nil || !strings.Contains(err.Error(), "old processes of an overlapping restart are still draining") {
+		t.Fatalf("upgrade while an old process drains: %v", err)
+	}
+}

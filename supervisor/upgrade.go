@@ -119,6 +119,11 @@ func (s *Supervisor) upgradeBusy() string {
 			return fmt.Sprintf("rolling restart %d is running; wait for it to end", op.id)
 		}
 	}
+	if n := len(s.retired); n > 0 {
+		// Their drain would be cut short: the new cfkd gives a lingering
+		// group only the default stopwait.
+		return fmt.Sprintf("%d old processes of an overlapping restart are still draining (at most their stopwait_secs); try again in a moment", n)
+	}
 	for _, svc := range s.sortedServices() {
 		if len(svc.whenDown) > 0 || len(svc.readyHooks) > 0 {
 			return fmt.Sprintf("%s has a restart or destroy in flight; try again in a moment", svc.name)
@@ -165,12 +170,12 @@ func (s *Supervisor) snapshot() *Handover {
 // serves the same socket. On failure the answer says why and nothing has
 // changed.
 func (s *Supervisor) cmdUpgrade(args []string, done func([]string, error)) {
-	if s.opts.Exec == nil {
-		done(nil, errors.New("this cfkd cannot upgrade in place"))
-		return
-	}
 	if why := s.upgradeBusy(); why != "" {
 		done(nil, errors.New("cannot upgrade now: "+why))
+		return
+	}
+	if s.opts.Exec == nil {
+		done(nil, errors.New("this cfkd cannot upgrade in place"))
 		return
 	}
 	binary := s.opts.Binary
