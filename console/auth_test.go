@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testToken = "3f1c9a7e5b2d4f608a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -137,5 +138,52 @@ func TestTokenFile(t *testing.T) {
 		if _, _, err := EnsureToken(p); err == nil {
 			t.Errorf("%s: EnsureToken accepted a bad file", name)
 		}
+	}
+}
+
+func TestTokenFileMustBeOurOwnRegularFile(t *testing.T) {
+	dir := t.TempDir()
+	real := dir + "/real"
+	if err := os.WriteFile(real, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := dir + "/link"
+	os.Symlink(real, link)
+	if _, err := ReadToken(link); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("a symbolic link was followed: %v", err)
+	}
+	if _, err := ReadToken(dir); err == nil {
+		t.Errorf("a directory was read as a token file")
+	}
+	if os.Geteuid() == 0 {
+		// Someone else's file, even mode 0600, is not ours to trust.
+		os.Chown(real, 65534, 65534)
+		if _, err := ReadToken(real); err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
+			t.Errorf("another user's token file was accepted: %v", err)
+		}
+	}
+}
+
+func TestUnauthenticatedClientIsDropped(t *testing.T) {
+	old := AuthTimeout
+	AuthTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { AuthTimeout = old })
+	ts := startServer(t, "tcp", func(s *Server) { s.Token = testToken; s.MaxConns = 2 })
+	idle := ts.dial(t)
+	idle2 := ts.dial(t)
+	// Both slots taken by peers that say nothing: they are dropped, and
+	// the operator gets in.
+	if got := readToEOF(t, idle); got != "" {
+		t.Fatalf("idle peer got %q", got)
+	}
+	readToEOF(t, idle2)
+	cl := ts.client(t)
+	if err := cl.Auth(testToken); err != nil {
+		t.Fatalf("the operator after idle peers: %v", err)
+	}
+	// Once in, no deadline: a pause longer than AuthTimeout is fine.
+	time.Sleep(2 * AuthTimeout)
+	if _, err := cl.Do("command echo still"); err != nil {
+		t.Fatalf("an authenticated client was dropped: %v", err)
 	}
 }

@@ -73,7 +73,7 @@ func (c *Client) Do(line string) ([]string, error) {
 // Auth gives the server its token (`auth TOKEN`), which a TCP console
 // with a token wants before anything else.
 func (c *Client) Auth(token string) error {
-	if strings.ContainsAny(token, " \t") || token == "" {
+	if strings.ContainsAny(token, " \t\r\n") || token == "" {
 		return errors.New("a token is one word")
 	}
 	_, err := c.Do("auth " + token)

@@ -126,6 +126,10 @@ func plainErr(err error) error {
 	return err
 }
 
+// AuthTimeout is how long a TCP client of a Server with a Token has to
+// send its `auth` line before it is dropped.
+var AuthTimeout = 10 * time.Second
+
 // Server serves the management socket: one request per line, answered in
 // order (see the package documentation for the framing). Set its fields
 // before calling Serve; the zero value of a limit means its default.
@@ -327,6 +331,11 @@ func (s *Server) serveConn(c net.Conn) {
 	w := bufio.NewWriter(c)
 	_, onUnix := c.(*net.UnixConn)
 	authed := s.Token == "" || onUnix
+	if !authed {
+		// A peer that never authenticates must not keep its slot: only
+		// the operator's own clients hold a connection open.
+		_ = c.SetReadDeadline(time.Now().Add(AuthTimeout))
+	}
 	for {
 		line, err := lines.next()
 		if err != nil && !errors.Is(err, errLineTooLong) {
@@ -365,6 +374,7 @@ func (s *Server) serveConn(c net.Conn) {
 				return
 			}
 			authed = true
+			_ = c.SetReadDeadline(time.Time{})
 			writeAnswer(w, nil, nil)
 			if err = w.Flush(); err != nil {
 				why = "cannot write the answer: " + plainErr(err).Error()

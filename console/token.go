@@ -5,9 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // A TCP console has no peer credentials, so cfkd asks its clients for a
@@ -22,16 +25,32 @@ const TokenFileName = "console.token"
 const minTokenLen = 16
 
 // ReadToken reads the token in path: one word of at least 16 characters,
-// in a file no one but its owner can read or write.
+// in a regular file (not a symbolic link) owned by the user reading it,
+// which no one else can read or write. The checks are made on the file
+// that is read, not on the path before reading it.
 func ReadToken(path string) (string, error) {
-	info, err := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return "", fmt.Errorf("token file %s is a symbolic link: name the file itself", path)
+	}
 	if err != nil {
 		return "", err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !info.Mode().IsRegular() {
+		return "", fmt.Errorf("token file %s is not a regular file", path)
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return "", fmt.Errorf("token file %s belongs to uid %d, not to this user (uid %d)", path, st.Uid, os.Geteuid())
 	}
 	if perm := info.Mode().Perm(); perm&0o077 != 0 {
 		return "", fmt.Errorf("token file %s can be read or written by others (mode %04o): chmod 600 it", path, perm)
 	}
-	b, err := os.ReadFile(path)
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return "", err
 	}
@@ -58,21 +77,30 @@ func EnsureToken(path string) (token string, created bool, err error) {
 		return "", false, err
 	}
 	token = hex.EncodeToString(b)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		// Another writer won the race: use theirs.
-		token, err = ReadToken(path)
-		return token, false, err
-	}
+	// Written whole under another name, then linked in place: a reader
+	// never sees a half-written file, and a file another writer put there
+	// first wins (link fails when the name exists).
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".token-*")
 	if err != nil {
 		return "", false, fmt.Errorf("create token file: %w", err)
 	}
-	if _, err := f.WriteString(token + "\n"); err != nil {
-		f.Close()
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err == nil {
+		_, err = tmp.WriteString(token + "\n")
+		if err == nil {
+			err = tmp.Close()
+		}
+	}
+	if err != nil {
+		tmp.Close()
 		return "", false, fmt.Errorf("write token file: %w", err)
 	}
-	if err := f.Close(); err != nil {
-		return "", false, fmt.Errorf("write token file: %w", err)
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			token, err = ReadToken(path)
+			return token, false, err
+		}
+		return "", false, fmt.Errorf("create token file: %w", err)
 	}
 	return token, true, nil
 }

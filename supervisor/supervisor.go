@@ -42,6 +42,9 @@ type Options struct {
 	// MainFds lists the fds main hands to the next cfkd (console listener,
 	// lock), by name; they come back in Handover.Main.
 	MainFds func() map[string]int
+	// MainData is what else main hands to the next cfkd (the console
+	// token), by name; it comes back in Handover.Extra.
+	MainData func() map[string]string
 	// Exec re-executes cfkd in place with extra environment; it returns
 	// only when exec failed. Nil: no in-place upgrade.
 	Exec func(binary string, env []string) error

@@ -323,6 +323,9 @@ func (s *Supervisor) handOver(binary string) error {
 			keep = append(keep, ss.Bound.Fd)
 		}
 	}
+	if s.opts.MainData != nil {
+		h.Extra = s.opts.MainData()
+	}
 	if s.opts.MainFds != nil {
 		for name, fd := range s.opts.MainFds() {
 			h.Main[name] = fd

@@ -54,7 +54,7 @@ func (a *app) conn() (*console.Client, error) {
 		return nil, &connectError{addr: addr, err: err}
 	}
 	if ca, _ := console.ParseAddress(addr); ca.Network == "tcp" {
-		token, err := a.resolveToken()
+		token, err := a.resolveToken(ca.Addr)
 		if err != nil {
 			c.Close()
 			return nil, err

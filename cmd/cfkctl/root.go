@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -101,7 +102,8 @@ again), fatal (gave up starting).`,
 	pf.StringVar(&a.home, "home", "", "cfkd's home directory, to find its socket (default $CFKD_HOME or $HOME/.controlfreak)")
 	pf.StringVar(&a.tokenFile, "token-file", "",
 		"for a TCP management socket: the file with cfkd's console token\n"+
-			"(default $CFKD_TOKEN_FILE, else HOME/"+console.TokenFileName+" when it exists)")
+			"(default $CFKD_TOKEN_FILE, else HOME/"+console.TokenFileName+" when it exists;\n"+
+			"the default home's token only for a loopback address)")
 	pf.StringVar(&a.basedir, "basedir", "", "value of ${BASE} for load (default the current directory)")
 	pf.BoolVarP(&a.yes, "yes", "y", false, "do not ask for confirmations (accepted for compatibility; cfkctl never asks)")
 
@@ -142,10 +144,13 @@ func (a *app) resolveAddress() (string, error) {
 	return "unix:" + filepath.Join(home, defaultHomeDir, "sock"), nil
 }
 
-// resolveToken gives the token to send to a TCP console, or "" to send
-// none: --token-file, $CFKD_TOKEN_FILE, or the token file in cfkd's home
-// when there is one. A file named explicitly must be readable.
-func (a *app) resolveToken() (string, error) {
+// resolveToken gives the token to send to the TCP console at addr, or ""
+// to send none: --token-file, $CFKD_TOKEN_FILE, or the token file in
+// cfkd's home (--home, $CFKD_HOME) when there is one. The default home's
+// token (~/.controlfreak) goes only to a loopback address: a token is
+// not sent in clear text to a host nobody named it for. A file named
+// explicitly must be readable.
+func (a *app) resolveToken(addr string) (string, error) {
 	path := a.tokenFile
 	if path == "" {
 		path = os.Getenv("CFKD_TOKEN_FILE")
@@ -158,6 +163,10 @@ func (a *app) resolveToken() (string, error) {
 		home = os.Getenv("CFKD_HOME")
 	}
 	if home == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return "", nil
+		}
 		h, err := os.UserHomeDir()
 		if err != nil {
 			return "", nil

@@ -624,3 +624,83 @@ func TestLogFileCommand(t *testing.T) {
 		t.Fatalf("command logfile: %q, want %s", out, filepath.Join(d.home, "cfkd.log"))
 	}
 }
+
+// freeTCPAddr is a loopback address nobody listens on (a moment ago).
+func freeTCPAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestDaemonWithRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeTCPAddr(t)
+	tokName := fmt.Sprintf("tok-%d", os.Getpid())
+	cmd := exec.Command(cfkdBin, "--home", "home", "-a", addr, "--token-file", tokName, "-d")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cfkd -d: %v %s", err, out)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "home", "lock"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	if _, err := os.Stat("/" + tokName); err == nil {
+		os.Remove("/" + tokName)
+		t.Fatalf("the daemon made its token in / instead of %s", dir)
+	}
+	token, err := console.ReadToken(filepath.Join(dir, tokName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := console.Dial(addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(token); err != nil {
+		t.Fatalf("the daemon does not take the token in %s: %v", tokName, err)
+	}
+	mustDo(t, c, "command shutdown")
+	waitFor(t, 10*time.Second, "the daemon to exit", func() bool { return !alive(pid) })
+}
+
+func TestUpgradeKeepsTheTokenWhenItsFileChanged(t *testing.T) {
+	addr := freeTCPAddr(t)
+	d := startCfkd(t, "-a", addr)
+	tokPath := filepath.Join(d.home, console.TokenFileName)
+	token, err := console.ReadToken(tokPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := console.Dial(addr, 5*time.Second)
+	if err := c.Auth(token); err != nil {
+		t.Fatal(err)
+	}
+	mustDo(t, c, "service a cmd=sleep 1000")
+	mustDo(t, c, "command start service a")
+	// The file is now unacceptable (readable by the group).
+	os.Chmod(tokPath, 0o640)
+	if _, err := c.Do("command upgrade"); err == nil {
+		t.Fatal("upgrade answered instead of re-executing")
+	}
+	c.Close()
+	waitFor(t, 10*time.Second, "the upgraded console, with the same token", func() bool {
+		c2, err := console.Dial(addr, time.Second)
+		if err != nil {
+			return false
+		}
+		defer c2.Close()
+		if c2.Auth(token) != nil {
+			return false
+		}
+		out, err := c2.Do("command upgrades")
+		return err == nil && len(out) == 1 && out[0] == "1"
+	})
+	if !alive(d.cmd.Process.Pid) {
+		t.Fatal("cfkd died in the upgrade")
+	}
+}

@@ -18,9 +18,10 @@ const (
 
 func isDaemonChild() bool { return os.Getenv(daemonEnv) == "1" }
 
-// detach re-executes cfkd in a new session with stdio on /dev/null and /
-// as its directory, waits until it says it is ready, and returns.
-func detach() error {
+// detach re-executes cfkd with args (every path absolute) in a new
+// session with stdio on /dev/null and / as its directory, waits until it
+// says it is ready, and returns.
+func detach(args []string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -33,7 +34,7 @@ func detach() error {
 	if err != nil {
 		return err
 	}
-	p, err := os.StartProcess(exe, os.Args, &os.ProcAttr{
+	p, err := os.StartProcess(exe, append([]string{os.Args[0]}, args...), &os.ProcAttr{
 		Dir:   "/",
 		Env:   append(os.Environ(), daemonEnv+"=1"),
 		Files: []*os.File{null, null, null, w},

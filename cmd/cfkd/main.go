@@ -53,13 +53,35 @@ func main() {
 	f.BoolVarP(&o.daemon, "daemon", "d", false, "detach and run in the background")
 	f.BoolVarP(&o.trap, "trap", "t", false, "with -d, ignore HUP, INT and TERM (stop with `command shutdown`)")
 	f.StringVarP(&o.config, "config", "c", "", "config file to load at start, as if sent line by line to the console")
-	f.StringVar(&o.token, "token-file", "", "with a TCP management socket: the file holding the token clients must give (default $home/"+console.TokenFileName+", created when missing)")
+	f.StringVar(&o.token, "token-file", "", "the file holding the token TCP clients must give (default with a TCP management socket: $home/"+console.TokenFileName+", created when missing); given with a unix socket, `auth` lines there are checked against it")
 	f.BoolVar(&o.check, "upgrade-check", false, "say whether this binary can take over from the running cfkd (used by upgrade)")
 	_ = f.MarkHidden("upgrade-check")
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "cfkd: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// handoverToken names the console token in the upgrade's document.
+const handoverToken = "console_token"
+
+// argv is the command line that runs cfkd as o says, every path absolute:
+// what the detached daemon (whose directory is /) is started with.
+func (o options) argv() []string {
+	a := []string{"--home", o.home, "-a", o.address}
+	if o.config != "" {
+		a = append(a, "-c", o.config)
+	}
+	if o.token != "" {
+		a = append(a, "--token-file", o.token)
+	}
+	if o.daemon {
+		a = append(a, "-d")
+	}
+	if o.trap {
+		a = append(a, "-t")
+	}
+	return a
 }
 
 func run(o options) error {
@@ -94,16 +116,26 @@ func run(o options) error {
 	if err := os.MkdirAll(o.home, 0o700); err != nil {
 		return fmt.Errorf("create home: %w", err)
 	}
-	if o.consoleToken, err = consoleToken(&o); err != nil {
-		return err
+	if a, err := console.ParseAddress(o.address); err == nil && a.Network == "unix" && !filepath.IsAbs(a.Addr) {
+		// Absolute, like every path here: the daemon runs in /.
+		if abs, err := filepath.Abs(a.Addr); err == nil {
+			o.address = "unix:" + abs
+		}
 	}
 
 	handover, err := readHandover()
 	if err != nil {
 		return err
 	}
+	if handover != nil && handover.Extra[handoverToken] != "" {
+		// Resuming: the token the console served with, even if its file
+		// changed meanwhile; an upgrade must not fail after the exec.
+		o.consoleToken = consoleTokenState{value: handover.Extra[handoverToken]}
+	} else if o.consoleToken, err = consoleToken(&o); err != nil {
+		return err
+	}
 	if o.daemon && !isDaemonChild() && handover == nil {
-		return detach()
+		return detach(o.argv())
 	}
 	ready := readyReporter()
 	err = serve(o, ready, handover)
@@ -164,6 +196,12 @@ func serve(o options, ready *reporter, handover *supervisor.Handover) error {
 		Binary:     binary,
 		MainFds: func() map[string]int {
 			return map[string]int{"console": consoleFd, "lock": int(lock.f.Fd())}
+		},
+		MainData: func() map[string]string {
+			if token.value == "" {
+				return nil
+			}
+			return map[string]string{handoverToken: token.value}
 		},
 		Exec: func(binary string, env []string) error {
 			log.Infof("re-executing %s in place", binary)

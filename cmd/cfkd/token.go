@@ -16,8 +16,8 @@ type consoleTokenState struct {
 // consoleToken reads, or creates, the token a TCP console asks for. A
 // unix socket needs none (its peers' credentials are checked); one is
 // still read when --token-file is given, so that `auth` is checked there
-// too. The path is made absolute in o, so that an upgrade, which
-// re-executes cfkd with the same arguments, reads the same file.
+// too. The path is made absolute in o, for the detached daemon, which
+// runs in /. An upgraded cfkd takes the token from the handover instead.
 func consoleToken(o *options) (consoleTokenState, error) {
 	a, err := console.ParseAddress(o.address)
 	if err != nil {
