@@ -66,9 +66,14 @@ func dialHTTP(addr string) (*httpConn, error) {
 	return &httpConn{c: c, r: bufio.NewReaderSize(c, 4096)}, nil
 }
 
+// requestTimeout bounds one request: a pool that stops answering ends
+// the run with errors instead of hanging it.
+var requestTimeout = 5 * time.Second
+
 // get sends req and reads one answer: its status and the pid its body
 // names ("hello from NAME pid N").
 func (h *httpConn) get(req []byte) (status int, pid string, err error) {
+	_ = h.c.SetDeadline(time.Now().Add(requestTimeout))
 	if _, err := h.c.Write(req); err != nil {
 		return 0, "", err
 	}
@@ -165,6 +170,14 @@ func runLoad(addr string, workers, conns int, dur time.Duration, closeConns bool
 		return fmt.Errorf("waiting for go: %w", err)
 	}
 
+	loadFor(addr, held, conns, dur, closeConns, &res)
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// loadFor runs the load window: conns loops, on the held connections
+// (keep-alive) or on a new connection per request, for dur; it adds what
+// they did to res.
+func loadFor(addr string, held []*httpConn, conns int, dur time.Duration, closeConns bool, res *loadResult) {
 	var stop atomic.Bool
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -178,7 +191,10 @@ func runLoad(addr string, workers, conns int, dur time.Duration, closeConns bool
 			if closeConns {
 				var err error
 				if h, err = dialHTTP(addr); err != nil {
-					errs++
+					if !stop.Load() {
+						errs++
+					}
+					time.Sleep(10 * time.Millisecond) // a refused connect returns at once
 					continue
 				}
 			}
@@ -189,11 +205,15 @@ func runLoad(addr string, workers, conns int, dur time.Duration, closeConns bool
 			status, pid, err := h.get(req)
 			switch {
 			case err != nil:
-				errs++
+				if !stop.Load() {
+					errs++
+				}
 				h.c.Close()
+				time.Sleep(10 * time.Millisecond)
 				if !closeConns {
+					// A new connection, wherever the kernel puts it: the
+					// errors column says the layout may have changed.
 					if h, err = dialHTTP(addr); err != nil {
-						// keep trying with a new connection
 						h = &httpConn{c: deadConn{}, r: bufio.NewReader(deadConn{})}
 					}
 				}
@@ -235,7 +255,6 @@ func runLoad(addr string, workers, conns int, dur time.Duration, closeConns bool
 	stop.Store(true)
 	res.Seconds = time.Since(start).Seconds()
 	wg.Wait()
-	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
 // deadConn stands for a connection that could not be reopened: every use

@@ -110,3 +110,51 @@ func TestRatioAndRate(t *testing.T) {
 		t.Fatal("no window: rate must be 0")
 	}
 }
+
+// TestLoadEndsWhenThePoolStopsAnswering: a pool that answers the
+// placing requests and then goes silent must give a result with errors,
+// not hang the benchmark.
+func TestLoadEndsWhenThePoolStopsAnswering(t *testing.T) {
+	old := requestTimeout
+	requestTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { requestTimeout = old })
+	var answered atomic.Int64
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns atomic.Int64
+	srv := &http.Server{
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, pidKey{}, 1000+int(conns.Add(1))%2)
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if answered.Add(1) > 4 { // the placing requests only
+				<-block
+			}
+			fmt.Fprintf(w, "hello from w pid %d\n", r.Context().Value(pidKey{}).(int))
+		}),
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	held, _, err := balance(l.Addr().String(), 2, 2, time.Now().Add(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := loadResult{PerWorker: map[string]int64{}}
+	done := make(chan struct{})
+	go func() {
+		loadFor(l.Addr().String(), held, 4, time.Second, false, &res)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the load window did not end while the pool was silent")
+	}
+	if res.Requests != 0 || res.Errors == 0 {
+		t.Fatalf("silent pool: %+v", res)
+	}
+}

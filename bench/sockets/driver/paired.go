@@ -37,6 +37,7 @@ import (
 type pairedSample struct {
 	res       [2]loadResult
 	parentCPU [2]time.Duration
+	clientCPU [2]time.Duration // what each load client used
 	otherCPU  float64
 }
 
@@ -136,11 +137,11 @@ func (r *pairedResult) run(o options, pools [2]*pool, dur time.Duration, closeCo
 		}
 	}
 	for i, c := range clients {
-		res, err := c.result()
+		res, cpu, err := c.result(dur + 30*time.Second)
 		if err != nil {
 			return s, fmt.Errorf("%s pool: %w", pools[i].name, err)
 		}
-		s.res[i] = res
+		s.res[i], s.clientCPU[i] = res, cpu
 	}
 	s.otherCPU = benchkit.OtherShare(others0, benchkit.OtherCPU(), time.Since(t0))
 	for i, p := range pools {
@@ -197,16 +198,26 @@ func (c *loadClient) start() error {
 	return err
 }
 
-// result waits for the client's report.
-func (c *loadClient) result() (loadResult, error) {
+// result waits up to timeout for the client's report, and says how much
+// CPU the client used.
+func (c *loadClient) result(timeout time.Duration) (loadResult, time.Duration, error) {
 	var res loadResult
-	err := json.NewDecoder(c.stdout).Decode(&res)
+	decoded := make(chan error, 1)
+	go func() { decoded <- json.NewDecoder(c.stdout).Decode(&res) }()
+	var err error
+	select {
+	case err = <-decoded:
+	case <-time.After(timeout):
+		c.kill() // unblocks the decoder
+		return res, 0, fmt.Errorf("load client: no report after %v: %s", timeout, strings.TrimSpace(c.stderr.String()))
+	}
 	werr := c.cmd.Wait()
+	cpu := c.cmd.ProcessState.UserTime() + c.cmd.ProcessState.SystemTime()
 	c.cmd = nil
 	if err != nil || werr != nil {
-		return res, fmt.Errorf("load client: %v, %v: %s", err, werr, strings.TrimSpace(c.stderr.String()))
+		return res, cpu, fmt.Errorf("load client: %v, %v: %s", err, werr, strings.TrimSpace(c.stderr.String()))
 	}
-	return res, nil
+	return res, cpu, nil
 }
 
 func (c *loadClient) kill() {

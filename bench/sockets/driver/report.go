@@ -122,16 +122,18 @@ func (r *report) pairedTables(w io.Writer, p *pairedResult) {
 	}
 	fmt.Fprintf(w, "%d rounds; each starts both pools afresh (which one first alternates), checks that each answers from %d pids "+
 		"(%s %s, %s %s), warms both up for 1 s, then loads both at once for %d s per mode, each pool with its own "+
-		"client of %d connections (the driver's `-load`), started in the same instant: %s. "+
+		"client of %d connections (the driver's `-load`), both started within about a millisecond (two pipe writes; which goes first alternates): %s. "+
 		"Keep-alive: each client first places exactly %d connections on every worker (it reads the pid in the answer), so neither pool "+
 		"gets a lucky spread. Requests per worker: the least and most busy worker's share of its pool's answers. "+
-		"Others: the share of the machine that processes other than the benchmark's used.\n\n",
+		"Others: the share of the machine that processes other than the benchmark's used. "+
+		"Clients' CPU: what each load client used in its window (if the load CPU were the bottleneck, an even split of it "+
+		"would push the ratio towards 1).\n\n",
 		len(p.served[0]), r.opts.workers, a0, ints(p.served[0]), b0, ints(p.served[1]), p.secs, p.conns, where, p.conns/max(1, r.opts.workers))
 	for m, mode := range pairedModes {
 		fmt.Fprintf(w, "#### %s\n\n", mode.name)
-		fmt.Fprintf(w, "| round | %s req/s | %s req/s | %s / %s | requests per worker, %s | requests per worker, %s | errors | others | parents' CPU |\n",
+		fmt.Fprintf(w, "| round | %s req/s | %s req/s | %s / %s | requests per worker, %s | requests per worker, %s | errors | others | parents' CPU | clients' CPU |\n",
 			a0, b0, a0, b0, a0, b0)
-		fmt.Fprintln(w, "|---|---:|---:|---:|---|---|---:|---:|---|")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---|---|---:|---:|---|---|")
 		var ratios, a, b []float64
 		var errs int64
 		for i, s := range p.samples[m] {
@@ -139,12 +141,12 @@ func (r *report) pairedTables(w io.Writer, p *pairedResult) {
 			a, b = append(a, s.res[0].rps()), append(b, s.res[1].rps())
 			e := s.res[0].Errors + s.res[0].Non2xx + s.res[1].Errors + s.res[1].Non2xx
 			errs += e
-			fmt.Fprintf(w, "| %d | %.0f | %.0f | %.3f | %s | %s | %d | %.0f%% | %v / %v |\n", i+1,
+			fmt.Fprintf(w, "| %d | %.0f | %.0f | %.3f | %s | %s | %d | %.0f%% | %v / %v | %v / %v |\n", i+1,
 				s.res[0].rps(), s.res[1].rps(), s.ratio(), workerShares(s.res[0], r.opts.workers), workerShares(s.res[1], r.opts.workers),
-				e, 100*s.otherCPU, s.parentCPU[0], s.parentCPU[1])
+				e, 100*s.otherCPU, s.parentCPU[0], s.parentCPU[1], s.clientCPU[0].Round(10*time.Millisecond), s.clientCPU[1].Round(10*time.Millisecond))
 		}
 		lo, hi := benchkit.MedianInterval(ratios, 0.95)
-		fmt.Fprintf(w, "| **median** | **%.0f** | **%.0f** | **%.3f** | | | %d | | |\n\n", benchkit.Median(a), benchkit.Median(b), benchkit.Median(ratios), errs)
+		fmt.Fprintf(w, "| **median** | **%.0f** | **%.0f** | **%.3f** | | | %d | | | |\n\n", benchkit.Median(a), benchkit.Median(b), benchkit.Median(ratios), errs)
 		fmt.Fprintf(w, "%s / %s, median of the %d per-round ratios: **%.3f**, 95%% bootstrap interval %.3f–%.3f "+
 			"(per-round ratios from %.3f to %.3f); target ≥ 0.98.\n\n",
 			a0, b0, len(ratios), benchkit.Median(ratios), lo, hi, benchkit.Quantile(ratios, 0), benchkit.Quantile(ratios, 1))
