@@ -16,14 +16,16 @@ import (
 // on beside the next steps.
 //
 // It needs what only a shared socket gives: two processes of one service
-// must be able to run at once. A new process that cannot even be started
-// leaves the old one in place; one that starts and then fails before it
-// is ready retires the old one all the same, as a plain restart would
-// have stopped it. A service that binds its own port would
-// find it taken, so it is asked for (`command rollrestart SEL K overlap`,
-// `cfkctl restart @web --rolling --overlap`), never assumed. It applies to
-// running services with a process group of their own, not proxied;
-// others restart the plain way within the same operation.
+// must be able to run at once. A service that binds its own port would
+// find it taken, so the overlap is asked for (`command rollrestart SEL K
+// overlap`, `cfkctl restart @web --rolling --overlap`), never assumed. It
+// applies to running services with a process group of their own, not
+// proxied; others restart the plain way within the same operation.
+//
+// A new process that cannot even be started (an unknown socket, a
+// missing program) leaves the old one in place as the service's; one
+// that starts and then fails before it is ready retires the old one all
+// the same, as a plain restart would have stopped it.
 
 // retiredProc is a service's previous process after an overlapping
 // restart: out of the service's books, signalled or about to be.
