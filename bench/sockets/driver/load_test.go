@@ -17,6 +17,12 @@ type pidKey struct{}
 // the kernel had handed it to that process. Path /teapot answers 418.
 func fakePool(t *testing.T, workers int) string {
 	t.Helper()
+	return fakePoolWith(t, workers, nil)
+}
+
+// fakePoolWith is fakePool calling before, when set, ahead of each answer.
+func fakePoolWith(t *testing.T, workers int, before func()) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -27,6 +33,9 @@ func fakePool(t *testing.T, workers int) string {
 			return context.WithValue(ctx, pidKey{}, 1000+int(conns.Add(1))%workers)
 		},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if before != nil {
+				before()
+			}
 			pid := r.Context().Value(pidKey{}).(int)
 			if r.URL.Path == "/teapot" {
 				w.WriteHeader(http.StatusTeapot)
@@ -121,32 +130,19 @@ func TestLoadEndsWhenThePoolStopsAnswering(t *testing.T) {
 	var answered atomic.Int64
 	block := make(chan struct{})
 	t.Cleanup(func() { close(block) })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns atomic.Int64
-	srv := &http.Server{
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, pidKey{}, 1000+int(conns.Add(1))%2)
-		},
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if answered.Add(1) > 4 { // the placing requests only
-				<-block
-			}
-			fmt.Fprintf(w, "hello from w pid %d\n", r.Context().Value(pidKey{}).(int))
-		}),
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	held, _, err := balance(l.Addr().String(), 2, 2, time.Now().Add(5*time.Second))
+	addr := fakePoolWith(t, 2, func() {
+		if answered.Add(1) > 4 { // the placing requests only
+			<-block
+		}
+	})
+	held, _, err := balance(addr, 2, 2, time.Now().Add(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	res := loadResult{PerWorker: map[string]int64{}}
 	done := make(chan struct{})
 	go func() {
-		loadFor(l.Addr().String(), held, 4, time.Second, false, &res)
+		loadFor(addr, held, 4, time.Second, false, &res)
 		close(done)
 	}()
 	select {
