@@ -645,13 +645,16 @@ func TestDaemonWithRelativePaths(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cfkd -d: %v %s", err, out)
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, "home", "lock"))
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
 	if _, err := os.Stat("/" + tokName); err == nil {
 		os.Remove("/" + tokName)
-		t.Fatalf("the daemon made its token in / instead of %s", dir)
+		t.Errorf("the daemon made its token in / instead of %s", dir)
 	}
+	b, _ := os.ReadFile(filepath.Join(dir, "home", "lock"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 {
+		t.Fatalf("no daemon pid in %s/home/lock (its home is not where it was named)", dir)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
 	token, err := console.ReadToken(filepath.Join(dir, tokName))
 	if err != nil {
 		t.Fatal(err)
