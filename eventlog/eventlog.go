@@ -70,8 +70,8 @@ type Logger struct {
 	done    chan struct{}
 	dropped atomic.Int64
 	closed  atomic.Bool
-	mu      sync.Mutex // serialises Close with senders
-	mirror  io.Writer  // optional copy of every line (tests, foreground)
+	mu      sync.RWMutex // senders hold it shared, Close exclusive: no send on a closed queue
+	mirror  io.Writer    // optional copy of every line (tests, foreground)
 
 	// Rotation (OpenRotating): when a line would take the file past
 	// maxBytes, the file becomes path.1 (path.1 path.2, and so on up to
@@ -151,7 +151,12 @@ func openFile(path string) (*os.File, error) {
 // queueLen events, the event is dropped and counted, and the count is
 // written once the writer catches up.
 func (l *Logger) Log(level Level, category string, pid int, msg string) {
-	if l == nil || l.closed.Load() {
+	if l == nil {
+		return
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed.Load() {
 		return
 	}
 	select {
@@ -167,8 +172,8 @@ func (l *Logger) Write(level Level, category string, pid int, msg string) {
 	if l == nil {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	if l.closed.Load() {
 		return
 	}
@@ -196,9 +201,13 @@ func (l *Logger) Reopen() error {
 		return nil
 	}
 	ch := make(chan error, 1)
-	l.mu.Lock()
+	l.mu.RLock()
+	if l.closed.Load() {
+		l.mu.RUnlock()
+		return nil
+	}
 	l.q <- entry{reopen: ch}
-	l.mu.Unlock()
+	l.mu.RUnlock()
 	return <-ch
 }
 
@@ -208,13 +217,13 @@ func (l *Logger) Sync() {
 		return
 	}
 	ch := make(chan struct{})
-	l.mu.Lock()
+	l.mu.RLock()
 	if l.closed.Load() {
-		l.mu.Unlock()
+		l.mu.RUnlock()
 		return
 	}
 	l.q <- entry{sync: ch}
-	l.mu.Unlock()
+	l.mu.RUnlock()
 	<-ch
 }
 

@@ -146,3 +146,27 @@ func TestRotationKeepZero(t *testing.T) {
 		t.Errorf("file: %v %v", info, err)
 	}
 }
+
+// TestLogDuringClose: events logged while the logger closes are dropped,
+// never a send on a closed queue (a panic).
+func TestLogDuringClose(t *testing.T) {
+	for i := 0; i < 50; i++ {
+		l, err := Open(filepath.Join(t.TempDir(), "x.log"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := 0; j < 200; j++ {
+					l.Log(Info, "cfkd", 0, "x")
+					l.Write(Info, "service.a.out", 1, "y")
+				}
+			}()
+		}
+		l.Close()
+		wg.Wait()
+	}
+}
