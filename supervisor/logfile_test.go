@@ -10,10 +10,12 @@ import (
 
 func TestServiceLogFile(t *testing.T) {
 	h := newHarness(t)
-	// Relative to cfkd's home; 500 lines on each stream, rotated at 8 KiB,
-	// two old copies kept.
-	h.declare("chatty", helperCmd("print", "500"), "log_file=logs/chatty.log", "log_max_bytes=8K", "log_keep=2")
+	// Relative to cfkd's home; 500 lines, rotated at 8 KiB, two old
+	// copies kept. One stream only: two pipes' lines interleave as they
+	// are read, so which line is last would be a matter of luck.
+	h.declare("chatty", helperCmd("print", "500"), "log_file=logs/chatty.log", "log_max_bytes=8K", "log_keep=2", "ignore_stderr=1")
 	h.declare("quiet", helperCmd("print", "3"))
+	h.declare("both", helperCmd("print", "3"), "log_file=both.log") // stdout and stderr
 	if err := os.MkdirAll(filepath.Join(h.dir, "logs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -24,9 +26,19 @@ func TestServiceLogFile(t *testing.T) {
 	}
 	read := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
 	// The last line of each stream ends in the newest file.
+	defer func() {
+		if t.Failed() {
+			ents, _ := os.ReadDir(filepath.Join(h.dir, "logs"))
+			for _, e := range ents {
+				b, _ := os.ReadFile(filepath.Join(h.dir, "logs", e.Name()))
+				t.Logf("%s: %d bytes, ends %q", e.Name(), len(b), string(b[max(0, len(b)-200):]))
+			}
+			t.Logf("cfkd log:\n%s", h.logText())
+		}
+	}()
 	waitFor(t, 10*time.Second, "chatty's last lines", func() bool {
 		s := read(path)
-		return strings.Contains(s, "service.chatty.out - out line 499") && strings.Contains(s, "service.chatty.err - err line 499")
+		return strings.HasSuffix(s, "service.chatty.out - out line 499\n")
 	})
 	for _, p := range []string{path, path + ".1", path + ".2"} {
 		info, err := os.Stat(p)
@@ -40,6 +52,10 @@ func TestServiceLogFile(t *testing.T) {
 	if _, err := os.Stat(path + ".3"); !os.IsNotExist(err) {
 		t.Errorf("a third copy was kept")
 	}
+	waitFor(t, 10*time.Second, "both streams in both.log", func() bool {
+		s := read(filepath.Join(h.dir, "both.log"))
+		return strings.Contains(s, "INFO service.both.out - out line 2") && strings.Contains(s, "ERROR service.both.err - err line 2")
+	})
 	// chatty's output is not in cfkd's log; quiet's is, and so are the
 	// daemon's lines about chatty.
 	waitFor(t, 10*time.Second, "quiet's output in cfkd's log", func() bool {
@@ -74,4 +90,24 @@ func TestServiceLogFileCannotOpen(t *testing.T) {
 		return strings.Contains(log, "service.lost.out - out line 1") &&
 			strings.Contains(log, "/nonexistent/dir/lost.log") && strings.Contains(log, "its output goes to cfkd's log")
 	})
+}
+
+func TestProxiedServiceLogFile(t *testing.T) {
+	h := newHarness(t)
+	h.must("proxy p cmd=" + proxyWords("proxy"))
+	h.must("proxy p service w cmd=" + helperCmd("print", "3"))
+	h.must("service w log_file=w.log")
+	h.must("service w startwait_secs=0.1")
+	h.must("command start service w")
+	path := filepath.Join(h.dir, "w.log")
+	waitFor(t, 10*time.Second, "w's lines in its file", func() bool {
+		b, _ := os.ReadFile(path)
+		return strings.Contains(string(b), "service.w.out - out line 2") && strings.Contains(string(b), "service.w.out - err line 2") // this proxy merges the streams
+	})
+	if strings.Contains(h.logText(), "service.w.") {
+		t.Errorf("w's output reached cfkd's log:\n%s", h.logText())
+	}
+	if out := h.must("command logfile w"); out[0] != path {
+		t.Errorf("logfile w: %q", out)
+	}
 }

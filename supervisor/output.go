@@ -223,33 +223,56 @@ func (r *outputReader) emit(p *pipeState, line []byte) {
 // acquire opens p's log file, or takes one more reference to it. A file
 // that cannot be opened leaves p on cfkd's log, which says why. r.mu held.
 func (r *outputReader) acquire(p *pipeState) {
-	if p.file.Path == "" {
-		return
-	}
-	f := r.files[p.file.Path]
-	if f == nil {
-		l, err := eventlog.OpenRotating(p.file.Path, p.file.MaxBytes, p.file.Keep)
-		if err != nil {
-			r.log.Log(eventlog.Error, "cfkd", 0, fmt.Sprintf("%s: %v; its output goes to cfkd's log", p.category, err))
-			return
-		}
-		f = &fileLog{log: l}
-		r.files[p.file.Path] = f
-	}
-	f.refs++
-	p.sink = f
+	p.sink = r.openLogLocked(p.file, p.category)
 }
 
-// release drops p's reference to its log file, closing the file after
-// its last writer. r.mu held.
+// release drops p's reference to its log file. r.mu held.
 func (r *outputReader) release(p *pipeState) {
-	f := p.sink
+	r.closeLogLocked(p.sink, p.file.Path)
+	p.sink = nil
+}
+
+// openLog takes a reference to the log file spec names, opening it on
+// first use; nil when spec has no path or the file cannot be opened (who
+// says whose output then goes to cfkd's log).
+func (r *outputReader) openLog(spec LogFile, who string) *fileLog {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.openLogLocked(spec, who)
+}
+
+// closeLog drops a reference openLog gave.
+func (r *outputReader) closeLog(f *fileLog, path string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closeLogLocked(f, path)
+}
+
+func (r *outputReader) openLogLocked(spec LogFile, who string) *fileLog {
+	if spec.Path == "" {
+		return nil
+	}
+	f := r.files[spec.Path]
+	if f == nil {
+		l, err := eventlog.OpenRotating(spec.Path, spec.MaxBytes, spec.Keep)
+		if err != nil {
+			r.log.Log(eventlog.Error, "cfkd", 0, fmt.Sprintf("%s: %v; its output goes to cfkd's log", who, err))
+			return nil
+		}
+		f = &fileLog{log: l}
+		r.files[spec.Path] = f
+	}
+	f.refs++
+	return f
+}
+
+// closeLogLocked closes the file after its last reference.
+func (r *outputReader) closeLogLocked(f *fileLog, path string) {
 	if f == nil {
 		return
 	}
-	p.sink = nil
 	if f.refs--; f.refs == 0 {
-		delete(r.files, p.file.Path)
+		delete(r.files, path)
 		f.log.Close()
 	}
 }

@@ -49,6 +49,42 @@ type proxyEntry struct {
 
 	// pids lets the log reader name the pid of a service's log lines.
 	pids sync.Map // service name -> pid
+	// logs sends a service's lines to its own log_file (proxiedLogFile).
+	logs sync.Map // service name -> *proxiedLog
+}
+
+// proxiedLog is the log file a proxied service's lines go to.
+type proxiedLog struct {
+	spec LogFile
+	f    *fileLog
+}
+
+// proxiedLogFile points p's log reader at svc's log_file, or back at
+// cfkd's log, as svc's configuration now says. The file is held while the
+// proxy runs (lines may come after the service has stopped).
+func (s *Supervisor) proxiedLogFile(p *proxyEntry, svc *service) {
+	spec := s.logFile(svc)
+	if v, ok := p.logs.Load(svc.name); ok {
+		cur := v.(*proxiedLog)
+		if cur.spec == spec {
+			return
+		}
+		p.logs.Delete(svc.name)
+		s.out.closeLog(cur.f, cur.spec.Path)
+	}
+	if f := s.out.openLog(spec, "service."+svc.name); f != nil {
+		p.logs.Store(svc.name, &proxiedLog{spec: spec, f: f})
+	}
+}
+
+// dropProxiedLogs lets go of the files p's services wrote to.
+func (s *Supervisor) dropProxiedLogs(p *proxyEntry) {
+	p.logs.Range(func(k, v any) bool {
+		p.logs.Delete(k)
+		pl := v.(*proxiedLog)
+		s.out.closeLog(pl.f, pl.spec.Path)
+		return true
+	})
 }
 
 func (p *proxyEntry) up() bool { return p.pid != 0 }
@@ -243,6 +279,10 @@ func (s *Supervisor) proxyLog(p *proxyEntry, l proxy.LogLine) {
 			fmt.Sprintf("log line for unknown service '%s': %s", l.Service, l.Msg))
 		return
 	}
+	if v, ok := p.logs.Load(l.Service); ok {
+		v.(*proxiedLog).f.log.Write(level, "service."+l.Service+stream, pid.(int), l.Msg)
+		return
+	}
 	s.log.Write(level, "service."+l.Service+stream, pid.(int), l.Msg)
 }
 
@@ -293,6 +333,7 @@ func (s *Supervisor) onProxyExit(p *proxyEntry, ws syscall.WaitStatus) {
 	p.conn.Close()
 	p.pid, p.gen, p.stopping, p.wantDown, p.sockets, p.abandoned = 0, p.gen+1, false, false, nil, nil
 	p.pids.Range(func(k, _ any) bool { p.pids.Delete(k); return true })
+	s.dropProxiedLogs(p)
 
 	for _, svc := range s.sortedServices() {
 		if svc.proxy != p.name || !svc.isUp() {
@@ -483,6 +524,7 @@ func (s *Supervisor) startProxied(svc *service) error {
 	if _, known := p.pids.Load(svc.name); !known {
 		p.pids.Store(svc.name, 0)
 	}
+	s.proxiedLogFile(p, svc)
 	if err := p.conn.Send(proxy.EncodeStart(cmd)); err != nil {
 		return err
 	}

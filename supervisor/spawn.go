@@ -56,9 +56,7 @@ func (s *Supervisor) spawnSpec(svc *service) *spawnSpec {
 // logFile is where svc's output goes: its log_file, made absolute against
 // cfkd's home, with its rotation settings; no path means cfkd's log.
 func (s *Supervisor) logFile(svc *service) LogFile {
-	if svc.cfg.LogFile == "" || svc.proxy != "" {
-		// A proxied service's output reaches cfkd through its proxy's
-		// log pipe, and goes to cfkd's log.
+	if svc.cfg.LogFile == "" {
 		return LogFile{}
 	}
 	path := svc.cfg.LogFile

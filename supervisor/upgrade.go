@@ -445,6 +445,12 @@ func Resume(opts Options, h *Handover) (*Supervisor, error) {
 	for _, p := range h.Pipes {
 		s.out.adopt(p)
 	}
+	// Proxied services' own log files, as their configuration says.
+	for _, svc := range s.services {
+		if p := s.proxies[svc.proxy]; p != nil && p.up() {
+			s.proxiedLogFile(p, svc)
+		}
+	}
 	for _, pgid := range h.Lingering {
 		s.lingering[pgid] = true
 		pgid := pgid
