@@ -135,6 +135,11 @@ func run(o options) error {
 		return err
 	}
 	if o.daemon && !isDaemonChild() && handover == nil {
+		if o.consoleToken.created {
+			// The daemon will find the file made: say it here, where the
+			// operator is looking.
+			fmt.Fprintf(os.Stderr, "cfkd: created the console token in %s\n", o.token)
+		}
 		return detach(o.argv())
 	}
 	ready := readyReporter()
