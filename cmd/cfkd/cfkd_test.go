@@ -642,8 +642,12 @@ func TestDaemonWithRelativePaths(t *testing.T) {
 	tokName := fmt.Sprintf("tok-%d", os.Getpid())
 	cmd := exec.Command(cfkdBin, "--home", "home", "-a", addr, "--token-file", tokName, "-d")
 	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
+	out, err := cmd.CombinedOutput()
+	if err != nil {
 		t.Fatalf("cfkd -d: %v %s", err, out)
+	}
+	if want := "created the console token in " + filepath.Join(dir, tokName); !strings.Contains(string(out), want) {
+		t.Errorf("cfkd -d said %q, want %q", out, want)
 	}
 	if _, err := os.Stat("/" + tokName); err == nil {
 		os.Remove("/" + tokName)
