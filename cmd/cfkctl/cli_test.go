@@ -519,3 +519,36 @@ func TestStatusAndSocketsJSON(t *testing.T) {
 		t.Errorf("unbound socket: %v", so[1])
 	}
 }
+
+func TestPidsDescProxyJSON(t *testing.T) {
+	f := newFakeCfkd(t, map[string]reply{
+		"command pids all":    {body: []string{"s1: 100", "s_orig: 90, 101", "s2: "}},
+		"command desc all":    {body: []string{"s1\tweb,db\tfront \"end\"\t\t/bin/w\tready", "s2\t\t\torig\t\t"}},
+		"command proxystatus": {body: []string{"orig\tup\t90", "spare\tdown\t"}},
+	})
+	var pids []map[string]any
+	res := cfkctlAt(t, f, "pids", "--json")
+	if err := json.Unmarshal([]byte(res.stdout), &pids); err != nil || len(pids) != 3 {
+		t.Fatalf("pids --json: %v\n%s%s", err, res.stdout, res.stderr)
+	}
+	if pids[0]["pid"] != 100.0 || pids[1]["proxy_pid"] != 90.0 || pids[1]["pid"] != 101.0 || pids[2]["pid"] != nil || pids[2]["name"] != "s2" {
+		t.Errorf("pids: %v", pids)
+	}
+	var desc []map[string]any
+	res = cfkctlAt(t, f, "desc", "--json")
+	if err := json.Unmarshal([]byte(res.stdout), &desc); err != nil || len(desc) != 2 {
+		t.Fatalf("desc --json: %v\n%s%s", err, res.stdout, res.stderr)
+	}
+	if len(desc[0]["tags"].([]any)) != 2 || desc[0]["desc"] != `front "end"` || desc[0]["cmd"] != "/bin/w" || desc[0]["status"] != "ready" ||
+		desc[1]["proxy"] != "orig" || len(desc[1]["tags"].([]any)) != 0 || desc[1]["cmd"] != nil {
+		t.Errorf("desc: %v", desc)
+	}
+	var px []map[string]any
+	res = cfkctlAt(t, f, "proxystatus", "--json")
+	if err := json.Unmarshal([]byte(res.stdout), &px); err != nil || len(px) != 2 {
+		t.Fatalf("proxystatus --json: %v\n%s%s", err, res.stdout, res.stderr)
+	}
+	if px[0]["status"] != "up" || px[0]["pid"] != 90.0 || px[1]["status"] != "down" || px[1]["pid"] != nil {
+		t.Errorf("proxystatus: %v", px)
+	}
+}

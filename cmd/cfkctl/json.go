@@ -76,3 +76,64 @@ func (r socketRow) json() socketJSON {
 	}
 	return j
 }
+
+// pidsJSON is one service of `pids --json`.
+type pidsJSON struct {
+	Name     string `json:"name"`
+	Pid      int    `json:"pid,omitempty"`
+	ProxyPid int    `json:"proxy_pid,omitempty"`
+}
+
+// parsePids reads a `command pids` line: `name: pid` or
+// `name: proxypid, pid` (either may be empty).
+func parsePids(line string) pidsJSON {
+	name, rest, _ := strings.Cut(line, ":")
+	j := pidsJSON{Name: strings.TrimSpace(name)}
+	parts := strings.Split(rest, ",")
+	j.Pid, _ = strconv.Atoi(strings.TrimSpace(parts[len(parts)-1]))
+	if len(parts) == 2 {
+		j.ProxyPid, _ = strconv.Atoi(strings.TrimSpace(parts[0]))
+	}
+	return j
+}
+
+// descJSON is one service of `desc --json`.
+type descJSON struct {
+	Name   string   `json:"name"`
+	Tags   []string `json:"tags"`
+	Desc   string   `json:"desc,omitempty"`
+	Proxy  string   `json:"proxy,omitempty"`
+	Cmd    string   `json:"cmd,omitempty"`
+	Status string   `json:"status,omitempty"`
+}
+
+func parseDesc(line string) descJSON {
+	f := strings.SplitN(line, "\t", descFields)
+	for len(f) < descFields {
+		f = append(f, "")
+	}
+	j := descJSON{Name: f[0], Tags: []string{}, Desc: f[2], Proxy: f[3], Cmd: f[4], Status: f[5]}
+	for _, t := range strings.Split(f[1], ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			j.Tags = append(j.Tags, t)
+		}
+	}
+	return j
+}
+
+// proxyJSON is one proxy of `proxystatus --json`.
+type proxyJSON struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Pid    int    `json:"pid,omitempty"`
+}
+
+func parseProxyStatus(line string) proxyJSON {
+	f := strings.SplitN(line, "\t", 3)
+	for len(f) < 3 {
+		f = append(f, "")
+	}
+	j := proxyJSON{Name: f[0], Status: f[1]}
+	j.Pid, _ = strconv.Atoi(strings.TrimSpace(f[2]))
+	return j
+}

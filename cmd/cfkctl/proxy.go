@@ -22,7 +22,8 @@ func formatProxyStatus(line string, p palette) string {
 }
 
 func (a *app) proxyStatusCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:     "proxystatus",
 		Short:   "Print the status of the proxies",
 		GroupID: groupProxy,
@@ -32,6 +33,14 @@ func (a *app) proxyStatusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				rows := make([]proxyJSON, 0, len(body))
+				for _, l := range body {
+					rows = append(rows, parseProxyStatus(l))
+				}
+				printJSON(a.stdout, rows)
+				return nil
+			}
 			p := a.palette()
 			for _, l := range body {
 				fmt.Fprintln(a.stdout, formatProxyStatus(l, p))
@@ -39,6 +48,8 @@ func (a *app) proxyStatusCommand() *cobra.Command {
 			return nil
 		}),
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: one object per proxy")
+	return cmd
 }
 
 func (a *app) proxyVerbCommand(verb, short string) *cobra.Command {

@@ -233,7 +233,8 @@ func serviceNameArg(_ *cobra.Command, args []string) error {
 }
 
 func (a *app) pidsCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "pids [svcref...]",
 		Short: "Print the pids of the services",
 		Long: `Print "name: pid" for each service; a service run by a proxy shows
@@ -248,10 +249,20 @@ func (a *app) pidsCommand() *cobra.Command {
 				return name
 			})
 			err := a.eachSelector("pids", sels, m.add)
+			if asJSON {
+				rows := make([]pidsJSON, 0, len(m.lines))
+				for _, l := range m.lines {
+					rows = append(rows, parsePids(l))
+				}
+				printJSON(a.stdout, rows)
+				return err
+			}
 			a.printLines(m.lines)
 			return err
 		}),
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: one object per service")
+	return cmd
 }
 
 // descFields is the number of fields of a `command desc` line:
@@ -276,7 +287,8 @@ func formatDesc(line string) string {
 }
 
 func (a *app) descCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:               "desc [svcref...]",
 		Short:             "Describe the services: tags, description, proxy, command",
 		GroupID:           groupService,
@@ -286,10 +298,20 @@ func (a *app) descCommand() *cobra.Command {
 			sels, _ := selectors(args)
 			m := newMerged(firstField)
 			err := a.eachSelector("desc", sels, m.add)
+			if asJSON {
+				rows := make([]descJSON, 0, len(m.lines))
+				for _, l := range m.lines {
+					rows = append(rows, parseDesc(l))
+				}
+				printJSON(a.stdout, rows)
+				return err
+			}
 			for _, l := range m.lines {
 				fmt.Fprintln(a.stdout, formatDesc(l))
 			}
 			return err
 		}),
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: one object per service")
+	return cmd
 }
