@@ -384,7 +384,7 @@ func validEnvKey(k string) bool {
 // suffix (powers of 1024), as in 10M.
 func parseBytes(v string) (int64, error) {
 	v = strings.TrimSpace(v)
-	if v == "" {
+	if v == "" || v[0] < '0' || v[0] > '9' {
 		return 0, errInvalidValue
 	}
 	mult := int64(1)

@@ -111,3 +111,23 @@ func TestProxiedServiceLogFile(t *testing.T) {
 		t.Errorf("logfile w: %q", out)
 	}
 }
+
+// TestReopenLogsDuringShutdown: a SIGUSR1 as the loop ends must not leave
+// cfkd's signal loop waiting for an answer that never comes.
+func TestReopenLogsDuringShutdown(t *testing.T) {
+	for i := 0; i < 10; i++ {
+		h := newHarness(t)
+		held := make(chan struct{})
+		h.s.send(funcEvent{func() { <-held }}) // the loop is busy
+		h.s.Shutdown()                         // queued behind the busy loop
+		done := make(chan error, 1)
+		go func() { done <- h.s.ReopenLogs() }()
+		waitFor(t, 5*time.Second, "the reopen queued", func() bool { return len(h.s.events) >= 2 })
+		close(held)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("ReopenLogs did not return after the loop ended (round %d)", i)
+		}
+	}
+}

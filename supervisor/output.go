@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -37,6 +38,9 @@ type outputReader struct {
 	mu    sync.Mutex
 	pipes map[int32]*pipeState
 	files map[string]*fileLog // services' own log files (log_file), by path
+	// closing counts files being closed off the callers' goroutines
+	// (closing waits for the disk); pause and close wait for them.
+	closing sync.WaitGroup
 
 	done    chan struct{}
 	pausing atomic.Bool // the wake-up means "stop, keep the pipes" (upgrade)
@@ -65,6 +69,7 @@ type LogFile struct {
 // and no file stays open for nothing.
 type fileLog struct {
 	log  *eventlog.Logger
+	spec LogFile // the settings it was opened with
 	refs int
 }
 
@@ -223,7 +228,8 @@ func (r *outputReader) emit(p *pipeState, line []byte) {
 // acquire opens p's log file, or takes one more reference to it. A file
 // that cannot be opened leaves p on cfkd's log, which says why. r.mu held.
 func (r *outputReader) acquire(p *pipeState) {
-	p.sink = r.openLogLocked(p.file, p.category)
+	name := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(p.category, "service."), ".out"), ".err")
+	p.sink = r.openLogLocked(p.file, name)
 }
 
 // release drops p's reference to its log file. r.mu held.
@@ -233,12 +239,12 @@ func (r *outputReader) release(p *pipeState) {
 }
 
 // openLog takes a reference to the log file spec names, opening it on
-// first use; nil when spec has no path or the file cannot be opened (who
-// says whose output then goes to cfkd's log).
-func (r *outputReader) openLog(spec LogFile, who string) *fileLog {
+// first use; nil when spec has no path or the file cannot be opened
+// (then service's output goes to cfkd's log, which says why).
+func (r *outputReader) openLog(spec LogFile, service string) *fileLog {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.openLogLocked(spec, who)
+	return r.openLogLocked(spec, service)
 }
 
 // closeLog drops a reference openLog gave.
@@ -248,7 +254,7 @@ func (r *outputReader) closeLog(f *fileLog, path string) {
 	r.closeLogLocked(f, path)
 }
 
-func (r *outputReader) openLogLocked(spec LogFile, who string) *fileLog {
+func (r *outputReader) openLogLocked(spec LogFile, service string) *fileLog {
 	if spec.Path == "" {
 		return nil
 	}
@@ -256,24 +262,33 @@ func (r *outputReader) openLogLocked(spec LogFile, who string) *fileLog {
 	if f == nil {
 		l, err := eventlog.OpenRotating(spec.Path, spec.MaxBytes, spec.Keep)
 		if err != nil {
-			r.log.Log(eventlog.Error, "cfkd", 0, fmt.Sprintf("%s: %v; its output goes to cfkd's log", who, err))
+			r.log.Log(eventlog.Error, "cfkd", 0, fmt.Sprintf("cannot open the log file of '%s': %v; its output goes to cfkd's log", service, err))
 			return nil
 		}
-		f = &fileLog{log: l}
+		f = &fileLog{log: l, spec: spec}
 		r.files[spec.Path] = f
+	} else if f.spec != spec {
+		r.log.Log(eventlog.Warn, "cfkd", 0, fmt.Sprintf("'%s' shares %s, which is open with log_max_bytes=%d log_keep=%d: those apply until no one writes to it",
+			service, spec.Path, f.spec.MaxBytes, f.spec.Keep))
 	}
 	f.refs++
 	return f
 }
 
-// closeLogLocked closes the file after its last reference.
+// closeLogLocked closes the file after its last reference. Closing waits
+// for its lines to reach the disk, so it happens on a goroutine of its
+// own: neither the epoll loop nor the supervisor's waits for a slow disk.
 func (r *outputReader) closeLogLocked(f *fileLog, path string) {
 	if f == nil {
 		return
 	}
 	if f.refs--; f.refs == 0 {
 		delete(r.files, path)
-		f.log.Close()
+		r.closing.Add(1)
+		go func() {
+			defer r.closing.Done()
+			f.log.Close()
+		}()
 	}
 }
 
@@ -347,6 +362,7 @@ func (r *outputReader) pause() []savedPipe {
 	for _, f := range r.files {
 		f.log.Sync()
 	}
+	r.closing.Wait()
 	return out
 }
 
@@ -389,6 +405,7 @@ func (r *outputReader) close() {
 		delete(r.files, path)
 	}
 	r.mu.Unlock()
+	r.closing.Wait()
 	unix.Close(r.epfd)
 	unix.Close(r.wake[0])
 	unix.Close(r.wake[1])

@@ -72,7 +72,7 @@ func (s *Supervisor) proxiedLogFile(p *proxyEntry, svc *service) {
 		p.logs.Delete(svc.name)
 		s.out.closeLog(cur.f, cur.spec.Path)
 	}
-	if f := s.out.openLog(spec, "service."+svc.name); f != nil {
+	if f := s.out.openLog(spec, svc.name); f != nil {
 		p.logs.Store(svc.name, &proxiedLog{spec: spec, f: f})
 	}
 }
@@ -263,6 +263,7 @@ func (s *Supervisor) openProxyConn(p *proxyEntry, cmdW, statusR, logR int) {
 // proxyLog logs a line a proxy relayed: a service's output, or its own.
 // It runs on the proxy's log reader goroutine: it reads only p.pids.
 func (s *Supervisor) proxyLog(p *proxyEntry, l proxy.LogLine) {
+	l.Msg = strings.TrimSuffix(l.Msg, "\r") // as for lines read from pipes
 	level, stream := eventlog.Info, ".out"
 	if l.Stderr {
 		level, stream = eventlog.Error, ".err"

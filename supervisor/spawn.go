@@ -63,6 +63,12 @@ func (s *Supervisor) logFile(svc *service) LogFile {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(s.opts.Home, path)
 	}
+	path = filepath.Clean(path)
+	if s.opts.LogPath != "" && path == filepath.Clean(s.opts.LogPath) {
+		// cfkd's own log: its lines go there anyway, and a second writer
+		// would rotate the file away from under cfkd.
+		return LogFile{}
+	}
 	return LogFile{Path: path, MaxBytes: svc.cfg.LogMaxBytes, Keep: svc.cfg.LogKeep}
 }
 

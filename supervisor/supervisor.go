@@ -224,7 +224,13 @@ func (s *Supervisor) ReopenLogs() error {
 	}}) {
 		return ErrShuttingDown
 	}
-	return <-ch
+	select {
+	case err := <-ch:
+		return err
+	case <-s.quit:
+		// The loop ended before it took the request.
+		return ErrShuttingDown
+	}
 }
 
 // Execute carries out one request of the language and waits for its

@@ -522,16 +522,19 @@ func TestStatusAndSocketsJSON(t *testing.T) {
 
 func TestPidsDescProxyJSON(t *testing.T) {
 	f := newFakeCfkd(t, map[string]reply{
-		"command pids all":    {body: []string{"s1: 100", "s_orig: 90, 101", "s2: "}},
+		"command status all": {body: []string{"s1\trunning\t100\t\t\t\t\t\t", "s_orig\trunning\t101\t\t\torig\t\t\t",
+			"s2\tstopped\t\t\t\t\t\t\t", "s3\tstopped\t\t\t\torig\t\t\t"}},
 		"command desc all":    {body: []string{"s1\tweb,db\tfront \"end\"\t\t/bin/w\tready", "s2\t\t\torig\t\t"}},
 		"command proxystatus": {body: []string{"orig\tup\t90", "spare\tdown\t"}},
 	})
 	var pids []map[string]any
 	res := cfkctlAt(t, f, "pids", "--json")
-	if err := json.Unmarshal([]byte(res.stdout), &pids); err != nil || len(pids) != 3 {
+	if err := json.Unmarshal([]byte(res.stdout), &pids); err != nil || len(pids) != 4 {
 		t.Fatalf("pids --json: %v\n%s%s", err, res.stdout, res.stderr)
 	}
-	if pids[0]["pid"] != 100.0 || pids[1]["proxy_pid"] != 90.0 || pids[1]["pid"] != 101.0 || pids[2]["pid"] != nil || pids[2]["name"] != "s2" {
+	// s3: proxied, stopped, its proxy up: no pid, the proxy's pid.
+	if pids[0]["pid"] != 100.0 || pids[1]["proxy_pid"] != 90.0 || pids[1]["pid"] != 101.0 || pids[2]["pid"] != nil || pids[2]["name"] != "s2" ||
+		pids[3]["pid"] != nil || pids[3]["proxy_pid"] != 90.0 {
 		t.Errorf("pids: %v", pids)
 	}
 	var desc []map[string]any

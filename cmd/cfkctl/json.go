@@ -84,19 +84,6 @@ type pidsJSON struct {
 	ProxyPid int    `json:"proxy_pid,omitempty"`
 }
 
-// parsePids reads a `command pids` line: `name: pid` or
-// `name: proxypid, pid` (either may be empty).
-func parsePids(line string) pidsJSON {
-	name, rest, _ := strings.Cut(line, ":")
-	j := pidsJSON{Name: strings.TrimSpace(name)}
-	parts := strings.Split(rest, ",")
-	j.Pid, _ = strconv.Atoi(strings.TrimSpace(parts[len(parts)-1]))
-	if len(parts) == 2 {
-		j.ProxyPid, _ = strconv.Atoi(strings.TrimSpace(parts[0]))
-	}
-	return j
-}
-
 // descJSON is one service of `desc --json`.
 type descJSON struct {
 	Name   string   `json:"name"`

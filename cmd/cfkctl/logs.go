@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -61,9 +62,11 @@ func (a *app) logsCommand() *cobra.Command {
 		Use:   "logs [svcref...]",
 		Short: "Print the end of cfkd's log, or of some services' lines in it; -f follows it",
 		Long: `Print the last lines of cfkd's log: with svcrefs, only the output of those
-services and the daemon's lines that name them. -f then follows the log as it
-grows, across a rotation (a new file at the same path) or a truncation, until
-interrupted. cfkctl reads the file itself, so it must run on cfkd's machine.`,
+services and the daemon's lines that name them — or, for services with a
+log_file, that file (the daemon's lines stay in cfkd's log). -f then follows
+the file as it grows, across a rotation (a new file at the same path) or a
+truncation, until interrupted. cfkctl reads the file itself, so it must run
+on cfkd's machine.`,
 		GroupID:           groupOther,
 		Args:              refArgs,
 		ValidArgsFunction: a.completeRefs,
@@ -164,43 +167,53 @@ func lastLines(f *os.File, n int, filter logFilter) ([]string, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	end := info.Size()
-	// Up to the last "\n": a partial last line is not a line yet.
 	const block = 64 << 10
 	var kept []string
-	var carry []byte
-	pos := end
-	first := true
-	for pos > 0 && (len(kept) < n || first) {
+	// chunks holds, in file order, the pieces of a line whose start lies
+	// in a block not read yet; they are joined once, when it is found, so
+	// a huge line costs its length, not its length squared.
+	var chunks [][]byte
+	end := int64(-1) // just after the file's last "\n", once found
+	line := func(seg []byte) {
+		l := seg
+		if len(chunks) > 0 {
+			l = bytes.Join(append([][]byte{seg}, chunks...), nil)
+			chunks = nil
+		}
+		if len(l) > 0 && len(kept) < n && filter.keep(string(l)) {
+			kept = append(kept, string(l))
+		}
+	}
+	pos := info.Size()
+	for pos > 0 && (end < 0 || len(kept) < n) {
 		size := min(int64(block), pos)
 		pos -= size
-		buf := make([]byte, size, size+int64(len(carry)))
+		buf := make([]byte, size)
 		if _, err := f.ReadAt(buf, pos); err != nil && !errors.Is(err, io.EOF) {
 			return nil, 0, err
 		}
-		buf = append(buf, carry...)
-		if first {
-			i := strings.LastIndexByte(string(buf), '\n')
-			if i < 0 && pos > 0 {
-				// No line end in this block yet: keep looking back.
-				carry = buf
-				continue
+		for {
+			i := bytes.LastIndexByte(buf, '\n')
+			if i < 0 {
+				chunks = append([][]byte{buf}, chunks...)
+				break
 			}
-			end = pos + int64(i) + 1
-			buf = buf[:i+1]
-			first = false
-		}
-		parts := strings.Split(string(buf), "\n")
-		// parts[0] may be the tail of a line that starts in an earlier block.
-		carry = []byte(parts[0])
-		for i := len(parts) - 1; i >= 1 && len(kept) < n; i-- {
-			if parts[i] != "" && filter.keep(parts[i]) {
-				kept = append(kept, parts[i])
+			if end < 0 {
+				// What follows the last line end is a line still being
+				// written: not a line yet.
+				end = pos + int64(i) + 1
+				chunks = nil
+			} else {
+				line(buf[i+1:])
+			}
+			buf = buf[:i]
+			if len(kept) >= n {
+				break
 			}
 		}
 	}
-	if pos == 0 && len(kept) < n && len(carry) > 0 && filter.keep(string(carry)) {
-		kept = append(kept, string(carry))
+	if pos == 0 && end >= 0 && len(kept) < n {
+		line(nil) // the file's first line
 	}
 	for i, j := 0, len(kept)-1; i < j; i, j = i+1, j-1 {
 		kept[i], kept[j] = kept[j], kept[i]

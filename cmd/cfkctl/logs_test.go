@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,4 +139,60 @@ func TestLogsFollowAcrossRotation(t *testing.T) {
 	// Truncation in place.
 	os.WriteFile(path, []byte(logLine("service.w.out", "after truncation")), 0o600)
 	expect("after truncation")
+}
+
+// TestLastLinesAgainstSplit compares lastLines with the obvious reading of
+// the whole file, for lines of every size around the 64 KiB block
+// (one of 200 KiB), with and without a partial last line.
+func TestLastLinesAgainstSplit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for round := 0; round < 30; round++ {
+		var lines []string
+		for i := 0; i < 40; i++ {
+			size := rng.IntN(3000)
+			switch rng.IntN(10) {
+			case 0:
+				size = 64<<10 - 1 + rng.IntN(3) // around a block
+			case 1:
+				size = 200 << 10
+			}
+			lines = append(lines, strings.Repeat(string(rune('a'+i%26)), size)+fmt.Sprint(i))
+		}
+		content := strings.Join(lines, "\n") + "\n"
+		partial := round%2 == 1
+		if partial {
+			content += "being written"
+		}
+		path := filepath.Join(t.TempDir(), "log")
+		os.WriteFile(path, []byte(content), 0o600)
+		f, _ := os.Open(path)
+		for _, n := range []int{0, 1, 5, 39, 40, 100} {
+			got, end, err := lastLines(f, n, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := lines[max(0, len(lines)-n):]
+			if len(got) != len(want) {
+				t.Fatalf("round %d n %d: %d lines, want %d", round, n, len(got), len(want))
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("round %d n %d line %d: %d bytes, want %d", round, n, i, len(got[i]), len(want[i]))
+				}
+			}
+			if wantEnd := int64(len(strings.Join(lines, "\n")) + 1); end != wantEnd {
+				t.Fatalf("round %d n %d: end %d, want %d", round, n, end, wantEnd)
+			}
+		}
+		f.Close()
+	}
+	// A huge line costs its length, not its square: 32 MiB in one line.
+	path := filepath.Join(t.TempDir(), "huge")
+	os.WriteFile(path, []byte(strings.Repeat("x", 32<<20)+"\n"), 0o600)
+	f, _ := os.Open(path)
+	defer f.Close()
+	got, _, err := lastLines(f, 1, nil)
+	if err != nil || len(got) != 1 || len(got[0]) != 32<<20 {
+		t.Fatalf("huge line: %d lines, %v", len(got), err)
+	}
 }

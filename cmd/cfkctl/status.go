@@ -248,15 +248,12 @@ func (a *app) pidsCommand() *cobra.Command {
 				name, _, _ := strings.Cut(l, ":")
 				return name
 			})
-			err := a.eachSelector("pids", sels, m.add)
 			if asJSON {
-				rows := make([]pidsJSON, 0, len(m.lines))
-				for _, l := range m.lines {
-					rows = append(rows, parsePids(l))
-				}
-				printJSON(a.stdout, rows)
-				return err
+				// From status and proxystatus: a `pids` line of a stopped
+				// proxied service ("name: PROXYPID") reads like a pid.
+				return a.pidsJSON(sels)
 			}
+			err := a.eachSelector("pids", sels, m.add)
 			a.printLines(m.lines)
 			return err
 		}),
@@ -314,4 +311,30 @@ func (a *app) descCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: one object per service")
 	return cmd
+}
+
+// pidsJSON prints `pids --json` from the services' status (their pid and
+// proxy) and the proxies' status (the proxy's pid).
+func (a *app) pidsJSON(sels []string) error {
+	m := newMerged(firstField)
+	err := a.eachSelector("status", sels, m.add)
+	proxyPid := map[string]int{}
+	if body, perr := a.request("command proxystatus"); perr == nil {
+		for _, l := range body {
+			p := parseProxyStatus(l)
+			proxyPid[p.Name] = p.Pid
+		}
+	}
+	rows := make([]pidsJSON, 0, len(m.lines))
+	for _, l := range m.lines {
+		st := parseStatus(l)
+		j := pidsJSON{Name: st.Name}
+		j.Pid, _ = strconv.Atoi(st.Pid)
+		if st.Proxy != "" && !st.ProxyDown {
+			j.ProxyPid = proxyPid[st.Proxy]
+		}
+		rows = append(rows, j)
+	}
+	printJSON(a.stdout, rows)
+	return err
 }

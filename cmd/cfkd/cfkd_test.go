@@ -711,3 +711,29 @@ func TestUpgradeKeepsTheTokenWhenItsFileChanged(t *testing.T) {
 		t.Fatal("cfkd died in the upgrade")
 	}
 }
+
+// TestLogFileNamingCfkdLog: a service whose log_file is cfkd's own log
+// writes there as any service does; nothing rotates cfkd's log away.
+func TestLogFileNamingCfkdLog(t *testing.T) {
+	d := startCfkd(t)
+	c := d.client()
+	for _, l := range []string{
+		"service s cmd=/bin/sh -c 'i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done; sleep 1000'",
+		"service s log_file=cfkd.log", "service s log_max_bytes=1K", "service s log_keep=1",
+		"service s startwait_secs=0.1", "command start service s",
+	} {
+		d.must(c, l)
+	}
+	logPath := filepath.Join(d.home, "cfkd.log")
+	waitFor(t, 10*time.Second, "s's lines in cfkd.log", func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "service.s.out - line 199")
+	})
+	if _, err := os.Stat(logPath + ".1"); err == nil {
+		t.Fatalf("cfkd's log was rotated by a service's log_file")
+	}
+	d.must(c, "command version")
+	if out := d.must(c, "command logfile s"); out[0] != logPath {
+		t.Errorf("logfile s: %q", out)
+	}
+}
