@@ -61,13 +61,8 @@ type socketJSON struct {
 }
 
 func (r socketRow) json() socketJSON {
-	j := socketJSON{Name: r.name, Address: r.addr, State: r.state, Services: []string{}}
+	j := socketJSON{Name: r.name, Address: r.addr, State: r.state, Services: commaList(r.services)}
 	j.Fd, _ = strconv.Atoi(r.fd)
-	for _, s := range strings.Split(r.services, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			j.Services = append(j.Services, s)
-		}
-	}
 	if n, err := strconv.Atoi(r.queued); err == nil {
 		j.Queue = &n
 	}
@@ -95,17 +90,8 @@ type descJSON struct {
 }
 
 func parseDesc(line string) descJSON {
-	f := strings.SplitN(line, "\t", descFields)
-	for len(f) < descFields {
-		f = append(f, "")
-	}
-	j := descJSON{Name: f[0], Tags: []string{}, Desc: f[2], Proxy: f[3], Cmd: f[4], Status: f[5]}
-	for _, t := range strings.Split(f[1], ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			j.Tags = append(j.Tags, t)
-		}
-	}
-	return j
+	f := tabFields(line, descFields)
+	return descJSON{Name: f[0], Tags: commaList(f[1]), Desc: f[2], Proxy: f[3], Cmd: f[4], Status: f[5]}
 }
 
 // proxyJSON is one proxy of `proxystatus --json`.
@@ -116,10 +102,7 @@ type proxyJSON struct {
 }
 
 func parseProxyStatus(line string) proxyJSON {
-	f := strings.SplitN(line, "\t", 3)
-	for len(f) < 3 {
-		f = append(f, "")
-	}
+	f := tabFields(line, 3)
 	j := proxyJSON{Name: f[0], Status: f[1]}
 	j.Pid, _ = strconv.Atoi(strings.TrimSpace(f[2]))
 	return j

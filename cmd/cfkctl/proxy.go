@@ -10,10 +10,7 @@ import (
 // formatProxyStatus turns a `command proxystatus` line (name, up|down,
 // pid, tab separated) into `STATUS NAME PID` columns.
 func formatProxyStatus(line string, p palette) string {
-	f := strings.SplitN(line, "\t", 3)
-	for len(f) < 3 {
-		f = append(f, "")
-	}
+	f := tabFields(line, 3)
 	name, status, pid := f[0], f[1], f[2]
 	const statusWidth = 6
 	padded := fmt.Sprintf("%-*s", statusWidth, status)

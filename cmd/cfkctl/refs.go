@@ -93,6 +93,27 @@ func (m *merged) add(body []string) {
 }
 
 // firstField is the key of tab-separated lines: the service name.
+// tabFields splits an answer line into its n tab-separated fields, the
+// last one taking the rest; missing trailing fields are empty.
+func tabFields(line string, n int) []string {
+	f := strings.SplitN(line, "\t", n)
+	for len(f) < n {
+		f = append(f, "")
+	}
+	return f
+}
+
+// commaList splits a comma-separated list, dropping spaces and empty items.
+func commaList(s string) []string {
+	out := []string{}
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
 func firstField(line string) string {
 	name, _, _ := strings.Cut(line, "\t")
 	return name

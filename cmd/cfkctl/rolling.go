@@ -71,10 +71,7 @@ func (a *app) rollingRestart(sel string, batch int, overlap bool) error {
 		if len(rows) == 0 {
 			return errors.New("cfkd forgot the rolling restart")
 		}
-		f := strings.SplitN(rows[0], "\t", 4)
-		for len(f) < 4 {
-			f = append(f, "")
-		}
+		f := tabFields(rows[0], 4)
 		state, progress, msg := f[1], f[2], f[3]
 		if line := progress + " " + msg; line != last {
 			fmt.Fprintf(a.stdout, "[%s] %s\n", progress, msg)

@@ -34,10 +34,7 @@ const statusFields = 9
 // parseStatus reads one line of `command status`. Missing trailing fields
 // are taken as empty.
 func parseStatus(line string) serviceStatus {
-	f := strings.SplitN(line, "\t", statusFields)
-	for len(f) < statusFields {
-		f = append(f, "")
-	}
+	f := tabFields(line, statusFields)
 	st := serviceStatus{
 		Name:       f[0],
 		State:      f[1],
@@ -270,10 +267,7 @@ const descFields = 6
 // `name: tags="..." desc="..." proxy="..." cmd="..."`, leaving out empty
 // fields and escaping double quotes in values.
 func formatDesc(line string) string {
-	f := strings.SplitN(line, "\t", descFields)
-	for len(f) < descFields {
-		f = append(f, "")
-	}
+	f := tabFields(line, descFields)
 	out := []string{f[0] + ":"}
 	for i, key := range []string{"tags", "desc", "proxy", "cmd", "status"} {
 		if v := f[i+1]; v != "" {
