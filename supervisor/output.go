@@ -69,7 +69,7 @@ type LogFile struct {
 // and no file stays open for nothing.
 type fileLog struct {
 	log  *eventlog.Logger
-	spec LogFile // the settings it was opened with
+	spec LogFile // the settings it was opened with; spec.Path is its key in files
 	refs int
 }
 
@@ -234,7 +234,7 @@ func (r *outputReader) acquire(p *pipeState) {
 
 // release drops p's reference to its log file. r.mu held.
 func (r *outputReader) release(p *pipeState) {
-	r.closeLogLocked(p.sink, p.file.Path)
+	r.closeLogLocked(p.sink)
 	p.sink = nil
 }
 
@@ -248,10 +248,10 @@ func (r *outputReader) openLog(spec LogFile, service string) *fileLog {
 }
 
 // closeLog drops a reference openLog gave.
-func (r *outputReader) closeLog(f *fileLog, path string) {
+func (r *outputReader) closeLog(f *fileLog) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.closeLogLocked(f, path)
+	r.closeLogLocked(f)
 }
 
 func (r *outputReader) openLogLocked(spec LogFile, service string) *fileLog {
@@ -278,12 +278,12 @@ func (r *outputReader) openLogLocked(spec LogFile, service string) *fileLog {
 // closeLogLocked closes the file after its last reference. Closing waits
 // for its lines to reach the disk, so it happens on a goroutine of its
 // own: neither the epoll loop nor the supervisor's waits for a slow disk.
-func (r *outputReader) closeLogLocked(f *fileLog, path string) {
+func (r *outputReader) closeLogLocked(f *fileLog) {
 	if f == nil {
 		return
 	}
 	if f.refs--; f.refs == 0 {
-		delete(r.files, path)
+		delete(r.files, f.spec.Path)
 		r.closing.Add(1)
 		go func() {
 			defer r.closing.Done()

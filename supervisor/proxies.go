@@ -70,7 +70,7 @@ func (s *Supervisor) proxiedLogFile(p *proxyEntry, svc *service) {
 			return
 		}
 		p.logs.Delete(svc.name)
-		s.out.closeLog(cur.f, cur.spec.Path)
+		s.out.closeLog(cur.f)
 	}
 	if f := s.out.openLog(spec, svc.name); f != nil {
 		p.logs.Store(svc.name, &proxiedLog{spec: spec, f: f})
@@ -81,8 +81,7 @@ func (s *Supervisor) proxiedLogFile(p *proxyEntry, svc *service) {
 func (s *Supervisor) dropProxiedLogs(p *proxyEntry) {
 	p.logs.Range(func(k, v any) bool {
 		p.logs.Delete(k)
-		pl := v.(*proxiedLog)
-		s.out.closeLog(pl.f, pl.spec.Path)
+		s.out.closeLog(v.(*proxiedLog).f)
 		return true
 	})
 }
