@@ -26,9 +26,9 @@ type options struct {
 	trap    bool
 	config  string
 	token   string // --token-file
-	check   bool   // --upgrade-check
+	check   bool   // --upgrade-check: can this binary resume from the document on stdin?
 
-	consoleToken consoleTokenState // read from the token file by run: can this binary resume from the document on stdin?
+	consoleToken consoleTokenState // the TCP console's token, found by run
 }
 
 func main() {
@@ -164,7 +164,8 @@ func serve(o options, ready *reporter, handover *supervisor.Handover) error {
 	}
 	defer lock.release()
 
-	log, err := eventlog.Open(filepath.Join(o.home, "cfkd.log"), nil)
+	logPath := filepath.Join(o.home, "cfkd.log")
+	log, err := eventlog.Open(logPath, nil)
 	if err != nil {
 		return err
 	}
@@ -195,7 +196,7 @@ func serve(o options, ready *reporter, handover *supervisor.Handover) error {
 	binary, _ := os.Executable()
 	var consoleFd int
 	opts := supervisor.Options{
-		Home: o.home, Log: log, LogPath: filepath.Join(o.home, "cfkd.log"), Inherited: byName,
+		Home: o.home, Log: log, LogPath: logPath, Inherited: byName,
 		NotifyPath: filepath.Join(o.home, "notify.sock"),
 		OnShutdown: func() { go notify.stopping() },
 		Binary:     binary,
