@@ -253,18 +253,26 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	time.Sleep(loadMargin) // load, not a wait for a state
 	batches := []int{1, 2, zdPoolSize}
 	rolls := 0
+	var leftAfter time.Duration // load left once the last roll was done
 	for ; load.another(); rolls++ {
 		overlap := (rolls/len(batches))%2 == 1
 		d.rollRestart(batches[rolls%len(batches)], len(names), overlap)
 		now := d.waitRunning(names...)
 		requireReplaced(t, names, pids, now, overlap)
 		pids = now
+		leftAfter = load.left()
 	}
 	_, _, perPid := load.wait()
 	if rolls < 2*len(batches) {
 		t.Fatalf("only %d rolling restarts in %v", rolls, zdLoadDuration)
 	}
-	requireServed(t, perPid, pids)
+	if leftAfter >= zdTail {
+		requireServed(t, perPid, pids)
+	} else {
+		// A stalled machine ate the tail another() had left: the last
+		// roll's processes came up as the load ended.
+		t.Logf("the last roll ended %v before the load did; its processes are not required to have served wrk", leftAfter)
+	}
 	d.requireQuietLog()
 	t.Logf("%d rolling restarts (batches of 1, 2, %d in turn, plain then overlapping), %d worker processes replaced; the longest took %v",
 		rolls, zdPoolSize, rolls*len(names), load.longest.Round(time.Millisecond))
@@ -290,9 +298,11 @@ func TestScaleUnderLoad(t *testing.T) {
 	time.Sleep(loadMargin) // load, not a wait for a state
 	steps := []int{8, 2, zdPoolSize}
 	cycles, ran := 0, map[int]bool{}
-	var pids []int
+	var pids, before []int
+	var leftAfter time.Duration // load left once the last step's processes had answered
 	for ; load.another(); cycles++ {
 		for _, n := range steps {
+			before = pids
 			began := time.Now()
 			out := d.cfkctl("scale", "@web", strconv.Itoa(n))
 			scaled := time.Since(began)
@@ -319,12 +329,26 @@ func TestScaleUnderLoad(t *testing.T) {
 			}
 			pidOf = next
 			pidsServing(t, side, pids)
+			leftAfter = load.left()
 			if took := time.Since(began); took > time.Second {
 				t.Logf("a slow step: scale to %d took %v, and %v until every process had answered", n, scaled, took)
 			}
 		}
 	}
 	_, _, perPid := load.wait()
+	if leftAfter < zdTail {
+		// The machine stalled in the last step (another() had predicted
+		// enough time): its new processes may have come up as the load
+		// ended. Every process that had the load's tail must have served.
+		t.Logf("the last step ended %v before the load did; its new processes are not required to have served wrk", leftAfter)
+		var kept []int
+		for _, p := range pids {
+			if slices.Contains(before, p) {
+				kept = append(kept, p)
+			}
+		}
+		pids = kept
+	}
 	requireServed(t, perPid, pids)
 	d.requireQuietLog()
 	t.Logf("%d cycles of 4 → 8 → 2 → 4, the longest %v; %d worker processes ran, %d of them answered wrk",
